@@ -1,0 +1,619 @@
+"""The main job: config -> data -> train -> delete -> unlearn -> attack -> metrics -> files.
+
+`run(config)` returns every number and array in memory; `write_outputs(result, out_dir)` writes
+summary.json, deletions.csv, cdf.png, reconstructions.png (image data) and, on request,
+arrays.npz. Deletions are processed in fixed-size chunks by ONE jitted kernel per stage (the
+last chunk is padded), so no deletion recompiles anything and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxrecon import attacks as _attacks
+from jaxrecon import data as _data
+from jaxrecon import features as _features
+from jaxrecon import metrics as _metrics
+from jaxrecon import models as _models
+from jaxrecon import plots as _plots
+from jaxrecon import solvers as _solvers
+from jaxrecon import unlearning as _unlearning
+from jaxrecon.errors import InputError
+from jaxrecon.models import BINARY, REGRESSION
+
+ATTACKS = ("hrec", "avg", "maxdiff")
+UNLEARNING_METHODS = ("exact",)
+DTYPES = ("float64", "float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Every option of `jaxrecon run` (see the README's CLI reference).
+
+    Attributes:
+      dataset: data set name (`data.DATASETS`).
+      model: "ridge", "logistic" or "softmax".
+      unlearning: "exact".
+      attacks: attacks to run, a subset of `ATTACKS`.
+      n_train: training-set size n.
+      n_public: the attacker's public samples m; None = the rest of the pool minus the test split.
+      deletions: B, single-sample deletions drawn at random from the training set.
+      l2: regulariser λ (> 0).
+      seed: seeds the split, the deleted indices and synthetic data.
+      data_dir: folder with local data files (unused by the embedded data sets).
+      dtype: "float64" (exactness) or "float32" (speed on accelerators).
+      chunk_size: deletions per compiled batch.
+      save_arrays: also write arrays.npz.
+    """
+
+    dataset: str = "digits"
+    model: str = "softmax"
+    unlearning: str = "exact"
+    attacks: tuple[str, ...] = ATTACKS
+    n_train: int = 1000
+    n_public: int | None = None
+    deletions: int = 200
+    l2: float = 1.0
+    seed: int = 0
+    data_dir: str | None = None
+    dtype: str = "float64"
+    chunk_size: int = 100
+    save_arrays: bool = False
+
+    def validate(self) -> RunConfig:
+        """Checks every option that does not need the data; returns self.
+
+        Raises:
+          InputError: naming the option and its value.
+        """
+        _choice("--model", self.model, sorted(_models.MODELS))
+        _choice("--unlearning", self.unlearning, UNLEARNING_METHODS)
+        _choice("--dtype", self.dtype, DTYPES)
+        if self.dataset not in _data.DATASETS:
+            raise InputError(
+                f"--dataset: unknown data set {self.dataset!r}; choose from "
+                f"{sorted(_data.DATASETS)}"
+            )
+        if not self.attacks:
+            raise InputError("--attacks: give at least one attack")
+        for name in self.attacks:
+            _choice("--attacks", name, ATTACKS)
+        if len(set(self.attacks)) != len(self.attacks):
+            raise InputError(f"--attacks: duplicate attack in {','.join(self.attacks)!r}")
+        _positive_int("--n-train", self.n_train, minimum=2)
+        if self.n_public is not None:
+            _positive_int("--n-public", self.n_public, minimum=1)
+        _positive_int("--deletions", self.deletions, minimum=1)
+        _positive_int("--chunk-size", self.chunk_size, minimum=1)
+        if self.deletions > self.n_train:
+            raise InputError(
+                f"--deletions: must be <= --n-train ({self.n_train}), got {self.deletions}"
+            )
+        if not np.isfinite(self.l2) or self.l2 <= 0:
+            raise InputError(
+                f"--l2: must be a finite number > 0 (the objective must be strongly "
+                f"convex), got {self.l2}"
+            )
+        if int(self.seed) != self.seed or self.seed < 0:
+            raise InputError(f"--seed: must be a non-negative integer, got {self.seed!r}")
+        return self
+
+
+class RunResult(NamedTuple):
+    """Everything a run computed.
+
+    Attributes:
+      summary: the summary.json object.
+      rows: one dict per deletion (the deletions.csv rows, in order).
+      arrays: the arrays.npz contents.
+      grid: (column titles, rows of (label, [C, d] images)) for reconstructions.png, or None.
+      image_shape: per-sample image shape, or None for tabular data.
+    """
+
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]]
+    arrays: dict[str, np.ndarray]
+    grid: tuple[list[str], list[tuple[str, np.ndarray]]] | None
+    image_shape: tuple[int, ...] | None
+
+
+def task_labels(dataset: _data.Dataset, task: str) -> np.ndarray:
+    """The labels a model of `task` learns from the raw labels of `dataset`.
+
+    - regression: the raw value (digits: the digit 0..9 as a number);
+    - binary: the raw binary label; for K > 2 classes y >= K // 2 (digits: digit >= 5); for
+      real-valued targets y > median(y);
+    - multiclass: the raw class id (needs a classification data set).
+
+    Raises:
+      InputError: a multiclass model on real-valued targets.
+    """
+    y = dataset.y
+    if task == REGRESSION:
+        return y.astype(np.float64)
+    if task == BINARY:
+        if dataset.num_classes is None:
+            return (y > np.median(y)).astype(np.int64)
+        if dataset.num_classes == 2:
+            return y.astype(np.int64)
+        return (y >= dataset.num_classes // 2).astype(np.int64)
+    if dataset.num_classes is None:
+        raise InputError(
+            f"--model: a multiclass model needs class labels, but data set "
+            f"{dataset.name!r} has real-valued targets"
+        )
+    return y.astype(np.int64)
+
+
+def run(config: RunConfig, *, progress: bool = True) -> RunResult:
+    """Runs the whole job for `config` and returns the results (writes nothing).
+
+    Raises:
+      InputError: a bad option or data set (the message names it).
+    """
+    config.validate()
+    dtype = jnp.dtype(config.dtype)
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise InputError("--dtype float64 needs jax_enable_x64 (the CLI enables it)")
+    key = jax.random.key(config.seed)
+    k_data, k_split, k_delete = jax.random.split(key, 3)
+
+    dataset = _data.load_dataset(config.dataset, key=k_data, data_dir=config.data_dir)
+    if config.model == "softmax" and dataset.num_classes is None:
+        raise InputError(
+            f"--model: softmax needs class labels, but data set {dataset.name!r} "
+            "has real-valued targets"
+        )
+    model = _models.make_model(config.model, dataset.num_classes)
+    labels = task_labels(dataset, model.task)
+    roles = _data.split(k_split, len(labels), config.n_train, config.n_public)
+    n, m = len(roles.train), len(roles.public)
+    resolved = dataclasses.replace(config, n_public=m)
+    fmap = _features.identity_features()
+
+    def feats(idx):
+        return fmap.apply(jnp.asarray(dataset.x[idx], dtype))
+
+    def labs(idx):
+        return jnp.asarray(labels[idx], dtype if model.task == REGRESSION else jnp.int32)
+
+    train_x = dataset.x[roles.train]
+    arrays_in = {
+        "features": feats(roles.train),
+        "labels": labs(roles.train),
+        "public_features": feats(roles.public),
+        "public_labels": labs(roles.public),
+        "public_x": jnp.asarray(dataset.x[roles.public], dtype),
+    }
+    l2 = jnp.asarray(config.l2, dtype)
+
+    # Train θ⁺ on the full training set.
+    t0 = time.perf_counter()
+    fit = _train(model, arrays_in["features"], arrays_in["labels"], l2)
+    theta = jax.block_until_ready(fit.params)
+    if not bool(jnp.all(jnp.isfinite(theta))):
+        raise InputError(
+            f"training produced non-finite parameters (--l2 {config.l2}, "
+            f"--dtype {config.dtype}); the data may contain non-finite values"
+        )
+    t_train = time.perf_counter() - t0
+    model_scores = _model_scores(
+        model,
+        theta,
+        arrays_in["features"],
+        arrays_in["labels"],
+        feats(roles.test),
+        labs(roles.test),
+    )
+
+    deleted = np.sort(
+        np.asarray(jax.random.choice(k_delete, n, (config.deletions,), replace=False))
+    )
+
+    # One kernel per stage, compiled once for the chunk shape. Shared arrays (data, θ⁺, the
+    # Cholesky factor) are arguments, not closed-over constants baked into the program.
+    arrays_in["theta"] = theta
+    arrays_in["factor"] = _shared_factor(model, theta, arrays_in["features"], l2)
+    unlearn_fn = jax.jit(_make_unlearn(model, l2))
+    attack_fn = jax.jit(_make_attacks(model, fmap, l2, n, config.attacks))
+    chunk = min(config.chunk_size, config.deletions)
+    outputs: dict[str, list[np.ndarray]] = {}
+    t_unlearn = t_attack = 0.0
+    starts = range(0, config.deletions, chunk)
+    bar = tqdm(
+        starts,
+        desc=f"unlearn+attack ({config.deletions} deletions)",
+        unit="chunk",
+        disable=not progress,
+        leave=False,
+    )
+    for start in bar:
+        idx = deleted[start : start + chunk]
+        padded = np.concatenate([idx, np.full(chunk - len(idx), idx[-1])])
+        t0 = time.perf_counter()
+        unlearned = jax.block_until_ready(unlearn_fn(jnp.asarray(padded), arrays_in))
+        t_unlearn += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        recon = jax.block_until_ready(attack_fn(unlearned.params, arrays_in))
+        t_attack += time.perf_counter() - t0
+        chunk_out = {
+            "theta_after": unlearned.params,
+            "grad_norm": unlearned.grad_norm,
+            "steps": unlearned.steps,
+        }
+        for name, res in recon.items():
+            chunk_out[f"x_{name}"] = res.x_hat
+            chunk_out[f"y_{name}"] = res.y_hat
+            chunk_out[f"score_{name}"] = res.score
+        for k, v in chunk_out.items():
+            outputs.setdefault(k, []).append(np.asarray(v)[: len(idx)])
+    out = {k: np.concatenate(v) for k, v in outputs.items()}
+
+    x_true = train_x[deleted]
+    y_true = np.asarray(labels[roles.train][deleted])
+    rows, attack_summary = _score(model, config.attacks, out, x_true, y_true, roles.train, deleted)
+    grad_norms = out["grad_norm"]
+    summary = {
+        "config": dataclasses.asdict(resolved) | {"attacks": list(config.attacks)},
+        "data": {
+            "dataset": dataset.name,
+            "pool_size": len(labels),
+            "n_train": n,
+            "n_public": m,
+            "n_test": len(roles.test),
+            "input_dim": int(dataset.x.shape[1]),
+            "feature_dim": int(arrays_in["features"].shape[1]),
+            "task": model.task,
+            "label_rule": _label_rule(dataset, model.task),
+        },
+        "model": model_scores
+        | {"train_steps": int(fit.steps), "train_grad_norm": float(fit.grad_norm)},
+        "unlearning": {
+            "method": config.unlearning,
+            "max_grad_norm": float(np.max(grad_norms)),
+            "median_grad_norm": float(np.median(grad_norms)),
+            "max_newton_steps": int(np.max(out["steps"])),
+            "all_finite": bool(np.all(np.isfinite(out["theta_after"]))),
+        },
+        "attacks": attack_summary,
+        "timing_s": {"train": t_train, "unlearn": t_unlearn, "attack": t_attack},
+        "versions": _versions(),
+    }
+    arrays = {
+        "train_index": roles.train,
+        "public_index": roles.public,
+        "test_index": roles.test,
+        "features_train": np.asarray(arrays_in["features"]),
+        "features_public": np.asarray(arrays_in["public_features"]),
+        "labels_train": np.asarray(arrays_in["labels"]),
+        "deleted": deleted,
+        "theta_before": np.asarray(theta),
+        "theta_after": out["theta_after"],
+    }
+    for name in config.attacks:
+        arrays[f"recon_{name}"] = out[f"x_{name}"]
+    grid = _grid(dataset, roles.train, deleted, out, config.attacks)
+    return RunResult(summary, rows, arrays, grid, dataset.image_shape)
+
+
+def write_outputs(result: RunResult, out_dir: str, *, save_arrays: bool = False) -> list[str]:
+    """Writes the run's files into `out_dir`, each atomically (temporary file, then rename).
+
+    Returns:
+      The paths written.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+
+    def put(name: str, writer: Callable[[str], None]) -> None:
+        path = os.path.join(out_dir, name)
+        # Keep the extension: matplotlib picks the image format from it.
+        fd, tmp = tempfile.mkstemp(
+            dir=out_dir, prefix=f".{name}.", suffix=".tmp" + os.path.splitext(name)[1]
+        )
+        os.close(fd)
+        try:
+            writer(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        written.append(path)
+
+    def text(content: str) -> Callable[[str], None]:
+        def writer(tmp):
+            with open(tmp, "w", newline="") as f:
+                f.write(content)
+
+        return writer
+
+    put("summary.json", text(json.dumps(result.summary, indent=2) + "\n"))
+    put("deletions.csv", text(rows_to_csv(result.rows)))
+    cosines = {
+        name: np.array([r[f"{name}_cosine"] for r in result.rows])
+        for name in result.summary["attacks"]
+    }
+    cfg = result.summary["config"]
+    title = (
+        f"{cfg['dataset']} / {cfg['model']} / {cfg['unlearning']} unlearning, "
+        f"{len(result.rows)} deletions\n(lower curve = stronger attack)"
+    )
+    put("cdf.png", lambda tmp: _plots.cdf_plot(cosines, tmp, title=title))
+    if result.grid is not None and result.image_shape is not None:
+        titles, rows = result.grid
+        put(
+            "reconstructions.png",
+            lambda tmp: _plots.reconstruction_grid(
+                rows, result.image_shape, tmp, column_titles=titles
+            ),
+        )
+    if save_arrays:
+
+        def npz(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **result.arrays)
+
+        put("arrays.npz", npz)
+    return written
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    """The deletions.csv text (floats written with repr precision, so reruns compare bytewise)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """A short plain-text table of a run's headline numbers."""
+    cfg, mdl, unl = summary["config"], summary["model"], summary["unlearning"]
+    lines = [
+        f"{cfg['dataset']} / {cfg['model']} / {cfg['unlearning']} unlearning: n_train "
+        f"{cfg['n_train']}, n_public {cfg['n_public']}, {cfg['deletions']} deletions, "
+        f"l2 {cfg['l2']}, {cfg['dtype']}",
+        f"model {mdl['score_name']}: train {mdl['train_score']:.4f}, test {mdl['test_score']:.4f}"
+        f"; unlearning max relative grad norm {unl['max_grad_norm']:.2e}",
+        f"{'attack':<10} {'cos median':>10} {'cos p10':>8} {'cos mean':>9} {'label acc':>9}",
+    ]
+    for name, a in summary["attacks"].items():
+        acc = "-" if a["label_accuracy"] is None else f"{a['label_accuracy']:.3f}"
+        lines.append(
+            f"{name:<10} {a['cosine_median']:>10.4f} {a['cosine_p10']:>8.4f} "
+            f"{a['cosine_mean']:>9.4f} {acc:>9}"
+        )
+    t = summary["timing_s"]
+    lines.append(
+        f"time: train {t['train']:.2f}s, unlearn {t['unlearn']:.2f}s, attack {t['attack']:.2f}s"
+    )
+    return "\n".join(lines)
+
+
+def _train(model, features, labels, l2) -> _solvers.FitResult:
+    weights = jnp.ones(features.shape[0], features.dtype)
+    if model.name == "ridge":
+        return jax.jit(_solvers.fit_ridge)(features, labels, l2=l2, weights=weights)
+    return jax.jit(lambda f, y, lam: _solvers.fit_newton(model, f, y, l2=lam, weights=weights))(
+        features, labels, l2
+    )
+
+
+def _shared_factor(model, theta, features, l2):
+    """The Cholesky factor every deletion shares: of PᵀP + l2·I (ridge) or of ∇²L(θ⁺)."""
+    if model.name == "ridge":
+        return jax.jit(_unlearning.ridge_cholesky)(features, l2=l2)
+    return jax.jit(lambda t, f, lam: _unlearning.hessian_cholesky(model, t, f, l2=lam))(
+        theta, features, l2
+    )
+
+
+def _make_unlearn(model, l2):
+    """(deleted [C], arrays) -> UnlearnResult batched over the C deletions."""
+    if model.name == "ridge":
+
+        def fn(deleted, arrays):
+            return jax.vmap(
+                lambda d: _unlearning.unlearn_ridge(
+                    arrays["theta"],
+                    arrays["factor"],
+                    arrays["features"],
+                    arrays["labels"],
+                    d,
+                    l2=l2,
+                )
+            )(deleted)
+
+        return fn
+
+    def fn(deleted, arrays):
+        masks = _unlearning.deletion_masks(
+            deleted, arrays["features"].shape[0], arrays["features"].dtype
+        )
+        return jax.vmap(
+            lambda w: _unlearning.unlearn_retrain(
+                model,
+                arrays["theta"],
+                arrays["features"],
+                arrays["labels"],
+                w,
+                l2=l2,
+                precond_factor=arrays["factor"],
+            )
+        )(masks)
+
+    return fn
+
+
+def _make_attacks(model, fmap, l2, n_train, names):
+    """(θ⁻ [C, ...], arrays) -> {attack name: AttackResult batched over C}."""
+
+    def fn(thetas_after, arrays):
+        theta = arrays["theta"]
+        out = {}
+        count = thetas_after.shape[0]
+        if "hrec" in names:
+            matvec = _attacks.public_hessian_matvec(
+                model, theta, arrays["public_features"], n_train=n_train, l2=l2
+            )
+            out["hrec"] = jax.vmap(lambda t: _attacks.hrec(model, fmap, theta, t, matvec))(
+                thetas_after
+            )
+        if "avg" in names:
+            res = _attacks.avg(
+                arrays["public_x"], arrays["public_labels"], model.task, model.num_outputs
+            )
+            out["avg"] = jax.tree.map(lambda a: jnp.broadcast_to(a, (count,) + a.shape), res)
+        if "maxdiff" in names:
+            out["maxdiff"] = jax.vmap(
+                lambda t: _attacks.maxdiff(
+                    model,
+                    theta,
+                    t,
+                    arrays["public_features"],
+                    arrays["public_x"],
+                    arrays["public_labels"],
+                )
+            )(thetas_after)
+        return out
+
+    return fn
+
+
+def _score(model, names, out, x_true, y_true, train_index, deleted):
+    rows = [
+        {
+            "train_index": int(d),
+            "pool_index": int(train_index[d]),
+            "true_label": _label_value(y, model.task),
+            "unlearn_grad_norm": float(g),
+        }
+        for d, y, g in zip(deleted, y_true, out["grad_norm"], strict=True)
+    ]
+    summary = {}
+    for name in names:
+        x_hat, y_hat = out[f"x_{name}"], out[f"y_{name}"]
+        cos = np.asarray(_metrics.cosine_similarity(jnp.asarray(x_hat), jnp.asarray(x_true)))
+        err = np.asarray(_metrics.mse(jnp.asarray(x_hat), jnp.asarray(x_true)))
+        if model.task == REGRESSION:
+            correct = None
+            label_acc = None
+        else:
+            correct = np.asarray(y_hat) == y_true
+            label_acc = float(np.mean(correct))
+        for i, row in enumerate(rows):
+            row[f"{name}_cosine"] = float(cos[i])
+            row[f"{name}_mse"] = float(err[i])
+            row[f"{name}_label"] = _label_value(y_hat[i], model.task)
+            row[f"{name}_label_correct"] = None if correct is None else int(correct[i])
+        summary[name] = _metrics.summarize(cos) | {
+            "mse_mean": float(np.mean(err)),
+            "label_accuracy": label_acc,
+        }
+        if model.task == REGRESSION:
+            summary[name]["label_mae"] = float(np.mean(np.abs(np.asarray(y_hat) - y_true)))
+    return rows, summary
+
+
+def _model_scores(model, theta, features, labels, test_features, test_labels):
+    def score(f, y):
+        pred = _models.predict(model, theta, f)
+        if model.task == REGRESSION:
+            return float(_metrics.r2_score(pred, y))
+        if model.task == BINARY:
+            return float(_metrics.accuracy((pred > 0.5).astype(jnp.int32), y))
+        return float(_metrics.accuracy(jnp.argmax(pred, axis=-1), y))
+
+    return {
+        "score_name": "r2" if model.task == REGRESSION else "accuracy",
+        "train_score": score(features, labels),
+        "test_score": score(test_features, test_labels),
+    }
+
+
+def _grid(dataset, train_index, deleted, out, names):
+    """One deleted sample per raw class: original / HRec / MaxDiff rows (image data only)."""
+    if dataset.image_shape is None:
+        return None
+    raw = dataset.y[train_index][deleted]
+    if dataset.num_classes is not None:
+        classes = np.unique(raw)
+        picks = [int(np.flatnonzero(raw == c)[0]) for c in classes]
+        titles = [str(c) for c in classes]
+    else:
+        picks = list(range(min(10, len(deleted))))
+        titles = [f"#{deleted[i]}" for i in picks]
+    rows = [("original", dataset.x[train_index][deleted][picks])]
+    for name, label in (("hrec", "HRec"), ("maxdiff", "MaxDiff")):
+        if name in names:
+            rows.append((label, out[f"x_{name}"][picks]))
+    return titles, rows
+
+
+def _label_rule(dataset, task) -> str:
+    if task == REGRESSION:
+        return "regression on the raw label value"
+    if task == BINARY:
+        if dataset.num_classes is None:
+            return "binary: y > median(y)"
+        if dataset.num_classes == 2:
+            return "binary: raw label"
+        return f"binary: y >= {dataset.num_classes // 2}"
+    return "multiclass: raw class id"
+
+
+def _label_value(y, task):
+    return float(y) if task == REGRESSION else int(y)
+
+
+def _fmt(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def _versions() -> dict[str, str]:
+    from jaxrecon import __version__
+
+    return {
+        "jaxrecon": __version__,
+        "jax": jax.__version__,
+        "jaxlib": importlib.metadata.version("jaxlib"),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _choice(option: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise InputError(f"{option}: unknown value {value!r}; choose from {', '.join(allowed)}")
+
+
+def _positive_int(option: str, value, *, minimum: int) -> None:
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise InputError(f"{option}: must be an integer >= {minimum}, got {value!r}")
