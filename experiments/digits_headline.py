@@ -37,8 +37,13 @@ def run(config: Config) -> dict[str, dict]:
     """Runs one `jaxrecon run` per model and returns {model: summary}."""
     summaries = {}
     for model in config.models:
-        cfg = pipeline.RunConfig(model=model, n_train=config.n_train, deletions=config.deletions,
-                                 l2=config.l2, seed=config.seed)
+        cfg = pipeline.RunConfig(
+            model=model,
+            n_train=config.n_train,
+            deletions=config.deletions,
+            l2=config.l2,
+            seed=config.seed,
+        )
         summaries[model] = pipeline.run(cfg, progress=False).summary
     return summaries
 
@@ -55,8 +60,9 @@ def markdown_table(summaries: dict[str, dict]) -> str:
             acc = "" if r["label_accuracy"] is None else f" (labels {r['label_accuracy']:.2f})"
             cells.append(f"{r['cosine_median']:.3f}{acc}")
         m = s["model"]
-        lines.append(f"| {model} | {m['score_name']} {m['test_score']:.3f} | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {model} | {m['score_name']} {m['test_score']:.3f} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 

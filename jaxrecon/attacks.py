@@ -100,7 +100,8 @@ def hrec(
     """
     if feature_map.invert is None:
         raise ValueError(f"feature map {feature_map.name!r} has no closed-form inverse")
-    g = hessian_matvec(params_after - params_before)
+    delta = params_after - params_before
+    g = hessian_matvec(delta)
     tiny = jnp.finfo(g.dtype).tiny
     if model.num_outputs is None:
         bias = g[-1]
@@ -118,7 +119,56 @@ def hrec(
         q = a[-1] * v
         y_hat = jnp.argmin(q).astype(jnp.int32)
         score = eigvals[-1] / jnp.maximum(jnp.sum(eigvals), tiny)
+    # No signal: the published update is round-off (e.g. a ridge sample with zero residual
+    # leaves θ unchanged). Report it as score 0, a zero reconstruction and an unknown label
+    # (NaN target / class -1) instead of dividing noise by noise.
+    eps = jnp.finfo(g.dtype).eps
+    silent = jnp.linalg.norm(delta) <= 16 * eps * jnp.maximum(jnp.linalg.norm(params_before), 1)
+    p_hat = jnp.where(silent, 0, p_hat)
+    score = jnp.where(silent, 0, score)
+    y_hat = jnp.where(silent, jnp.nan if model.task == REGRESSION else -1, y_hat).astype(
+        y_hat.dtype
+    )
     return AttackResult(feature_map.invert(p_hat), y_hat, score)
+
+
+def hessian_extreme_eigenvalues(
+    matvec: Callable[[jax.Array], jax.Array],
+    like: jax.Array,
+    *,
+    dense_limit: int = 2048,
+    iterations: int = 200,
+) -> tuple[jax.Array, jax.Array]:
+    """Smallest and largest eigenvalue of a symmetric positive definite operator v -> Hv.
+
+    Exact (dense `eigvalsh`) when the parameter count is at most `dense_limit`; otherwise power
+    iterations on H and on λ_max·I − H (approximate, deterministic start). The ratio is the
+    condition number of the attacker's Hessian estimate: large values mean HRec amplifies
+    estimation noise in poorly sampled directions.
+
+    Args:
+      matvec: v -> Hv for v shaped like `like`.
+      like: an array of the parameter shape and dtype.
+    """
+    size = like.size
+    if size <= dense_limit:
+        basis = jnp.eye(size, dtype=like.dtype).reshape((size,) + like.shape)
+        dense = jax.vmap(matvec)(basis).reshape(size, size)
+        eigs = jnp.linalg.eigvalsh(0.5 * (dense + dense.T))
+        return eigs[0], eigs[-1]
+
+    def power(op):
+        def body(_, v):
+            w = op(v)
+            return w / jnp.linalg.norm(w)
+
+        start = jnp.ones_like(like) / jnp.sqrt(size)
+        v = jax.lax.fori_loop(0, iterations, body, start)
+        return jnp.sum(v * op(v))
+
+    hi = power(matvec)
+    lo = hi - power(lambda v: hi * v - matvec(v))
+    return lo, hi
 
 
 def avg(

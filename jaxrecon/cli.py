@@ -109,7 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write arrays.npz (features, parameters, reconstructions)",
     )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a different run already in --out (default: refuse; the same config resumes)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a grid of runs from a TOML/JSON file (resumable) and write sweep.csv",
+        description="Run every combination of datasets x models x unlearning x seeds in GRID "
+        "(a .toml or .json file; see jaxrecon.sweep), each into its own folder under --out, "
+        "resuming finished runs and chunks, then write <out>/sweep.csv.",
+    )
+    sweep.add_argument("grid", help="grid file (.toml or .json)")
+    sweep.add_argument("--out", required=True, help="output folder of the sweep")
+    sweep.add_argument("--overwrite", action="store_true", help="replace runs with other configs")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars and no table")
     return parser
 
 
@@ -119,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "sweep":
+            return _sweep(args)
     except InputError as err:
         sys.stderr.write(f"jaxrecon: error: {err}\n")
         return 2
@@ -152,12 +171,35 @@ def _run(args: argparse.Namespace) -> int:
     ).validate()
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     _check_writable(out)
-    result = pipeline.run(config, progress=not args.quiet)
+    resumed = pipeline.prepare_out_dir(out, config, overwrite=args.overwrite)
+    if resumed and not args.quiet:
+        print(f"resuming the run in {out} (same config): finished chunks are reused")
+    result = pipeline.run(
+        config, progress=not args.quiet, checkpoint_dir=out, overwrite=args.overwrite
+    )
     result.summary["config"]["out"] = out
     written = pipeline.write_outputs(result, out, save_arrays=args.save_arrays)
     if not args.quiet:
         print(pipeline.format_table(result.summary))
         print(f"wrote {', '.join(os.path.basename(p) for p in written)} to {out}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from jaxrecon import sweep
+
+    _check_writable(args.out)
+    rows = sweep.run_sweep(args.grid, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    if not args.quiet:
+        for row in rows:
+            cells = [f"{row['run']:<45}", f"{row['score_name']} {row['test_score']:.3f}"]
+            if "hrec_cosine_median" in row:
+                cells.append(f"hrec median {row['hrec_cosine_median']:.4f}")
+            print("  ".join(cells))
+        print(f"wrote {len(rows)} runs and sweep.csv to {args.out}")
     return 0
 
 

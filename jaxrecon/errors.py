@@ -3,3 +3,11 @@
 
 class InputError(ValueError):
     """An option, file or array the user supplied is invalid; the message names it and its value."""
+
+
+class NumericalError(InputError):
+    """A solve returned non-finite values; the message names the affected deletion.
+
+    A subclass of InputError so the CLI reports it in one line with exit code 2: on valid input
+    it points at settings (l2, dtype) the user can change.
+    """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import importlib.metadata
 import io
 import json
@@ -33,10 +34,12 @@ from jaxrecon import models as _models
 from jaxrecon import plots as _plots
 from jaxrecon import solvers as _solvers
 from jaxrecon import unlearning as _unlearning
-from jaxrecon.errors import InputError
+from jaxrecon.errors import InputError, NumericalError
 from jaxrecon.models import BINARY, REGRESSION
 
 ATTACKS = ("hrec", "avg", "maxdiff")
+# DESIGN §3.5: an unlearned model is "exact" when its relative gradient norm is at most this.
+EXACT_TOL = 1e-8
 UNLEARNING_METHODS = ("exact",)
 DTYPES = ("float64", "float32")
 
@@ -160,11 +163,28 @@ def task_labels(dataset: _data.Dataset, task: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def run(config: RunConfig, *, progress: bool = True) -> RunResult:
-    """Runs the whole job for `config` and returns the results (writes nothing).
+def run(
+    config: RunConfig,
+    *,
+    progress: bool = True,
+    checkpoint_dir: str | None = None,
+    overwrite: bool = False,
+) -> RunResult:
+    """Runs the whole job for `config` and returns the results.
+
+    Args:
+      config: the run's options.
+      progress: show a progress bar over the chunks of deletions.
+      checkpoint_dir: if given, every finished chunk of deletions is saved there atomically
+        (`chunks/chunk-<k>.npz`, tagged with the config hash) and chunks already saved by an
+        earlier, interrupted run of the same config are loaded instead of recomputed. Nothing
+        is written before the data, the options and training have passed their checks.
+        Without it, nothing is written.
+      overwrite: let `checkpoint_dir` replace a run with a different config.
 
     Raises:
       InputError: a bad option or data set (the message names it).
+      NumericalError: a solve returned non-finite values (the message names the deletion).
     """
     config.validate()
     dtype = jnp.dtype(config.dtype)
@@ -232,8 +252,12 @@ def run(config: RunConfig, *, progress: bool = True) -> RunResult:
     unlearn_fn = jax.jit(_make_unlearn(model, l2))
     attack_fn = jax.jit(_make_attacks(model, fmap, l2, n, config.attacks))
     chunk = min(config.chunk_size, config.deletions)
+    store = None
+    if checkpoint_dir is not None:
+        store = _ChunkStore.open(checkpoint_dir, config, overwrite=overwrite)
     outputs: dict[str, list[np.ndarray]] = {}
     t_unlearn = t_attack = 0.0
+    reused = 0
     starts = range(0, config.deletions, chunk)
     bar = tqdm(
         starts,
@@ -242,26 +266,35 @@ def run(config: RunConfig, *, progress: bool = True) -> RunResult:
         disable=not progress,
         leave=False,
     )
-    for start in bar:
+    for number, start in enumerate(bar):
         idx = deleted[start : start + chunk]
-        padded = np.concatenate([idx, np.full(chunk - len(idx), idx[-1])])
-        t0 = time.perf_counter()
-        unlearned = jax.block_until_ready(unlearn_fn(jnp.asarray(padded), arrays_in))
-        t_unlearn += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        recon = jax.block_until_ready(attack_fn(unlearned.params, arrays_in))
-        t_attack += time.perf_counter() - t0
-        chunk_out = {
-            "theta_after": unlearned.params,
-            "grad_norm": unlearned.grad_norm,
-            "steps": unlearned.steps,
-        }
-        for name, res in recon.items():
-            chunk_out[f"x_{name}"] = res.x_hat
-            chunk_out[f"y_{name}"] = res.y_hat
-            chunk_out[f"score_{name}"] = res.score
+        chunk_out = None if store is None else store.load(number, idx)
+        if chunk_out is not None:
+            reused += 1
+        else:
+            padded = np.concatenate([idx, np.full(chunk - len(idx), idx[-1])])
+            t0 = time.perf_counter()
+            unlearned = jax.block_until_ready(unlearn_fn(jnp.asarray(padded), arrays_in))
+            t_unlearn += time.perf_counter() - t0
+            _check_finite(unlearned, idx, roles.train)
+            t0 = time.perf_counter()
+            recon = jax.block_until_ready(attack_fn(unlearned.params, arrays_in))
+            t_attack += time.perf_counter() - t0
+            chunk_out = {
+                "deleted": idx,
+                "theta_after": unlearned.params,
+                "grad_norm": unlearned.grad_norm,
+                "steps": unlearned.steps,
+            }
+            for name, res in recon.items():
+                chunk_out[f"x_{name}"] = res.x_hat
+                chunk_out[f"y_{name}"] = res.y_hat
+                chunk_out[f"score_{name}"] = res.score
+            chunk_out = {k: np.asarray(v)[: len(idx)] for k, v in chunk_out.items()}
+            if store is not None:
+                store.save(number, chunk_out)
         for k, v in chunk_out.items():
-            outputs.setdefault(k, []).append(np.asarray(v)[: len(idx)])
+            outputs.setdefault(k, []).append(v)
     out = {k: np.concatenate(v) for k, v in outputs.items()}
 
     x_true = train_x[deleted]
@@ -288,10 +321,13 @@ def run(config: RunConfig, *, progress: bool = True) -> RunResult:
             "max_grad_norm": float(np.max(grad_norms)),
             "median_grad_norm": float(np.median(grad_norms)),
             "max_newton_steps": int(np.max(out["steps"])),
+            "converged": int(np.sum(grad_norms <= EXACT_TOL)),
             "all_finite": bool(np.all(np.isfinite(out["theta_after"]))),
         },
+        "attack_hessian": _hessian_report(model, l2, n, arrays_in),
         "attacks": attack_summary,
         "timing_s": {"train": t_train, "unlearn": t_unlearn, "attack": t_attack},
+        "chunks": {"size": chunk, "computed": len(starts) - reused, "reused": reused},
         "versions": _versions(),
     }
     arrays = {
@@ -311,6 +347,57 @@ def run(config: RunConfig, *, progress: bool = True) -> RunResult:
     return RunResult(summary, rows, arrays, grid, dataset.image_shape)
 
 
+def config_hash(config: RunConfig) -> str:
+    """A fingerprint of everything that determines a run's numbers (not where it is written).
+
+    Two configs with the same hash produce the same chunks, so an interrupted run may resume
+    from the chunks of the other. Includes the jaxrecon version.
+    """
+    from jaxrecon import __version__
+
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_HASHED}
+    fields["attacks"] = list(config.attacks)
+    blob = json.dumps({"config": fields, "jaxrecon": __version__}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def prepare_out_dir(out_dir: str, config: RunConfig, *, overwrite: bool = False) -> bool:
+    """Checks, without writing anything, whether `out_dir` can take `run(config)`.
+
+    A new or empty folder, or one holding the same config (the run resumes from its saved
+    chunks), is accepted. A folder holding another config is refused unless `overwrite`.
+
+    Returns:
+      True when an earlier run of the same config will be resumed.
+
+    Raises:
+      InputError: `out_dir` holds a different run and `overwrite` is false.
+    """
+    previous = _stored_hash(out_dir)
+    if previous is None:
+        return False
+    digest = config_hash(config)
+    if previous == digest:
+        return not overwrite
+    if not overwrite:
+        raise InputError(
+            f"--out: {out_dir!r} holds a run with a different config (hash {previous}, "
+            f"this one {digest}); pass --overwrite to replace it or choose another --out"
+        )
+    return False
+
+
+def _stored_hash(out_dir: str) -> str | None:
+    marker = os.path.join(out_dir, _ChunkStore.MARKER)
+    if not os.path.exists(marker):
+        return None
+    try:
+        with open(marker) as f:
+            return str(json.load(f).get("config_hash"))
+    except (OSError, ValueError, AttributeError):
+        return "unreadable"
+
+
 def write_outputs(result: RunResult, out_dir: str, *, save_arrays: bool = False) -> list[str]:
     """Writes the run's files into `out_dir`, each atomically (temporary file, then rename).
 
@@ -322,26 +409,10 @@ def write_outputs(result: RunResult, out_dir: str, *, save_arrays: bool = False)
 
     def put(name: str, writer: Callable[[str], None]) -> None:
         path = os.path.join(out_dir, name)
-        # Keep the extension: matplotlib picks the image format from it.
-        fd, tmp = tempfile.mkstemp(
-            dir=out_dir, prefix=f".{name}.", suffix=".tmp" + os.path.splitext(name)[1]
-        )
-        os.close(fd)
-        try:
-            writer(tmp)
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(path, writer)
         written.append(path)
 
-    def text(content: str) -> Callable[[str], None]:
-        def writer(tmp):
-            with open(tmp, "w", newline="") as f:
-                f.write(content)
-
-        return writer
+    text = text_writer
 
     put("summary.json", text(json.dumps(result.summary, indent=2) + "\n"))
     put("deletions.csv", text(rows_to_csv(result.rows)))
@@ -371,6 +442,140 @@ def write_outputs(result: RunResult, out_dir: str, *, save_arrays: bool = False)
 
         put("arrays.npz", npz)
     return written
+
+
+def atomic_write(path: str, writer: Callable[[str], None]) -> None:
+    """writer(tmp) fills a temporary file beside `path`, then one rename publishes it.
+
+    A reader (or an interrupted run) sees the old file or the new one, never half of one.
+    """
+    folder, name = os.path.split(path)
+    # Keep the extension: matplotlib and numpy pick the format from it.
+    fd, tmp = tempfile.mkstemp(
+        dir=folder or ".", prefix=f".{name}.", suffix=".tmp" + os.path.splitext(name)[1]
+    )
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def text_writer(content: str) -> Callable[[str], None]:
+    """A writer for `atomic_write` that writes `content` as text."""
+
+    def writer(tmp):
+        with open(tmp, "w", newline="") as f:
+            f.write(content)
+
+    return writer
+
+
+_OUTPUT_FILES = ("summary.json", "deletions.csv", "cdf.png", "reconstructions.png", "arrays.npz")
+# Options that change where or what is written, not the numbers.
+_NOT_HASHED = frozenset({"save_arrays"})
+
+
+def _remove_run_files(out_dir: str) -> None:
+    for name in _OUTPUT_FILES + (_ChunkStore.MARKER,):
+        path = os.path.join(out_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+    chunks = os.path.join(out_dir, _ChunkStore.FOLDER)
+    if os.path.isdir(chunks):
+        for name in os.listdir(chunks):
+            os.remove(os.path.join(chunks, name))
+        os.rmdir(chunks)
+
+
+class _ChunkStore:
+    """Finished chunks of deletions under <out>/chunks/, one npz each, written atomically."""
+
+    FOLDER = "chunks"
+    MARKER = "run.json"
+
+    def __init__(self, out_dir: str, digest: str):
+        self.folder = os.path.join(out_dir, self.FOLDER)
+        self.digest = digest
+
+    @classmethod
+    def open(cls, out_dir: str, config: RunConfig, *, overwrite: bool) -> _ChunkStore:
+        """Claims `out_dir` for `config`: writes run.json, replacing another run if allowed."""
+        resume = prepare_out_dir(out_dir, config, overwrite=overwrite)
+        digest = config_hash(config)
+        if not resume:
+            if _stored_hash(out_dir) is not None or overwrite:
+                _remove_run_files(out_dir)
+            os.makedirs(out_dir, exist_ok=True)
+            payload = {"config_hash": digest, "config": dataclasses.asdict(config)}
+            atomic_write(
+                os.path.join(out_dir, cls.MARKER), text_writer(json.dumps(payload, indent=2) + "\n")
+            )
+        store = cls(out_dir, digest)
+        os.makedirs(store.folder, exist_ok=True)
+        # A run killed while writing leaves a hidden temporary file; it was never published.
+        ours = tuple(f".{name}." for name in _OUTPUT_FILES + (cls.MARKER,)) + (".chunk-",)
+        for folder in (out_dir, store.folder):
+            for name in os.listdir(folder):
+                if name.startswith(ours) and ".tmp" in name:
+                    os.remove(os.path.join(folder, name))
+        return store
+
+    def _path(self, number: int) -> str:
+        return os.path.join(self.folder, f"chunk-{number:05d}.npz")
+
+    def load(self, number: int, deleted: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The saved chunk, or None when it is missing or was made for other deletions."""
+        path = self._path(number)
+        if not os.path.exists(path):
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except (OSError, ValueError, EOFError):
+            return None
+        if str(arrays.pop("config_hash", "")) != self.digest:
+            return None
+        if not np.array_equal(arrays.get("deleted"), deleted):
+            return None
+        return arrays
+
+    def save(self, number: int, arrays: dict[str, np.ndarray]) -> None:
+        def writer(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, config_hash=np.asarray(self.digest), **arrays)
+
+        atomic_write(self._path(number), writer)
+
+
+def _check_finite(unlearned, deleted: np.ndarray, train_index: np.ndarray) -> None:
+    """Raises NumericalError naming the first deletion whose unlearned model is not finite."""
+    params = np.asarray(unlearned.params)[: len(deleted)]
+    bad = ~np.all(np.isfinite(params.reshape(len(deleted), -1)), axis=1)
+    bad |= ~np.isfinite(np.asarray(unlearned.grad_norm)[: len(deleted)])
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise NumericalError(
+            f"unlearning deletion train_index {int(deleted[j])} (pool index "
+            f"{int(train_index[deleted[j]])}) returned non-finite parameters; {int(bad.sum())} "
+            "deletion(s) of this chunk affected (try a larger --l2 or --dtype float64)"
+        )
+
+
+def _hessian_report(model, l2, n_train, arrays_in) -> dict[str, float]:
+    """Condition number of the attacker's public Hessian estimate Ĥ (ill-conditioning check)."""
+    matvec = _attacks.public_hessian_matvec(
+        model, arrays_in["theta"], arrays_in["public_features"], n_train=n_train, l2=l2
+    )
+    lo, hi = jax.jit(lambda: _attacks.hessian_extreme_eigenvalues(matvec, arrays_in["theta"]))()
+    return {
+        "min_eigenvalue": float(lo),
+        "max_eigenvalue": float(hi),
+        "condition_number": float(hi / lo),
+    }
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:

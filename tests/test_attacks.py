@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 import reference as ref
 from conftest import make_problem
-
 from jaxrecon import attacks, features, metrics, models, solvers, unlearning
 
 FMAP = features.identity_features()

@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import reference as ref
-from conftest import make_problem
 from jax.test_util import check_grads
 
+import reference as ref
+from conftest import make_problem
 from jaxrecon import models
 
 

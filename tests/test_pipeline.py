@@ -58,8 +58,10 @@ def test_cli_writes_the_contracted_files(tmp_path):
     assert sorted(os.listdir(out)) == [
         "arrays.npz",
         "cdf.png",
+        "chunks",
         "deletions.csv",
         "reconstructions.png",
+        "run.json",
         "summary.json",
     ]
     summary = json.loads((out / "summary.json").read_text())
