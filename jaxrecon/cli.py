@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write arrays.npz (features, parameters, reconstructions)",
     )
     run.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="shard the deletions over this many local devices (default: all)",
+    )
+    run.add_argument(
         "--overwrite",
         action="store_true",
         help="replace a different run already in --out (default: refuse; the same config resumes)",
@@ -168,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         chunk_size=args.chunk_size,
         save_arrays=args.save_arrays,
+        devices=args.devices,
     ).validate()
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     _check_writable(out)
