@@ -442,6 +442,29 @@ def test_missing_dataset_exits_2_with_one_line(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_cli_download_reaches_tfds(tmp_path):
+    with tfds.testing.mock_data(num_examples=8):
+        code, out = _run_cli(
+            tmp_path,
+            *("--dataset", "mnist", "--download", "--model", "logistic"),
+            *("--n-train", "6", "--n-public", "4", "--deletions", "2"),
+        )
+    assert code == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["config"]["download"] is True and s["data"]["source"].startswith("tfds mnist")
+    assert (out / "reconstructions.png").exists()
+
+
+def test_datasets_subcommand_lists_every_data_set(tmp_path, capsys):
+    _write_adult(tmp_path)
+    assert cli.main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(data.DATASETS)
+    by_name = {line.split()[0]: line.split()[1] for line in lines}
+    assert by_name["adult"] == "yes" and by_name["mnist"] == "no" and by_name["digits"] == "yes"
+    assert by_name["acs_income:<STATE>[:<YEAR>]"] == "no"
+
+
 # ----------------------------------------------------------------------------------------------
 # The real copies in ../shared/data (skipped when absent).
 
