@@ -5,7 +5,8 @@ this module on first use). Every reader returns a pooled `data.Dataset` with eve
 together and `origin` saying which split each row came from; the pipeline draws its own roles.
 
 - `mnist`, `fashion_mnist`, `cifar10`: `<data-dir>/<name>.npz` when present (no network), else
-  `tfds.data_source` in `--data-dir` (no TensorFlow needed), downloading only with `download`.
+  `tfds.data_source` in `--data-dir`, downloading only with `download`. Reading a prepared copy
+  needs no TensorFlow (images decode with PIL); tfds' builders need it to prepare one.
   Pixels scaled to [0, 1] (stored as float32 to keep 70,000 MNIST images at 220 MB) and flattened
   in row-major (H, W, C) order. CIFAR-10 is shuffled with the key (a local copy may be sorted by
   class).
@@ -182,6 +183,12 @@ def _read_tfds(
                 labels[i] = example["label"]
             out[f"x_{split}"], out[f"y_{split}"] = images, labels
     except Exception as err:  # tfds raises many kinds (network, file format, missing files)
+        if _needs_tensorflow(err):
+            raise InputError(
+                f"--dataset {name}: tensorflow-datasets needs TensorFlow to prepare {versioned} "
+                "(pip install tensorflow-cpu; reading a prepared copy does not need it), or put "
+                f"{name}.npz in --data-dir"
+            ) from err
         action = "download and prepare" if download else "read"
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(
@@ -189,6 +196,15 @@ def _read_tfds(
             f"{_tfds_dir(data_dir)}: {first}"
         ) from err
     return out
+
+
+def _needs_tensorflow(err: BaseException | None) -> bool:
+    """Whether `err` (or what caused it) is tfds' builders failing to import TensorFlow."""
+    while err is not None:
+        if isinstance(err, ImportError) and "tensorflow" in str(err).split("'")[1:2]:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,6 +549,11 @@ def load_acs(data_dir: str | None, download: bool, params: AcsParams) -> Dataset
         features, label, _ = folktables.ACSIncome.df_to_numpy(frame)
         income = folktables.adult_filter(frame)["PINCP"].to_numpy(np.float64)
     except Exception as err:  # folktables raises many kinds (network, parsing, missing columns)
+        if download and not os.path.isfile(path):  # folktables prints the download error itself
+            raise InputError(
+                f"--dataset {name}: folktables could not download {path} from census.gov "
+                "(its message is above)"
+            ) from err
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(f"--dataset {name}: folktables could not read {path}: {first}") from err
     if len(income) < 2:

@@ -139,6 +139,16 @@ def test_missing_images_say_where_and_how_without_network(tmp_path):
     assert available is False and "fashion_mnist.npz" in where
 
 
+def test_tfds_preparing_without_tensorflow_says_so(tmp_path, monkeypatch):
+    def no_tensorflow(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+    monkeypatch.setattr(tfds, "data_source", no_tensorflow)
+    with pytest.raises(InputError, match="needs TensorFlow to prepare mnist") as err:
+        data.load_dataset("mnist", key=KEY, data_dir=str(tmp_path), download=True)
+    assert "\n" not in str(err.value)
+
+
 def _write_image_npz(path, n=30, shape=(28, 28), seed=0, **extra):
     r = np.random.default_rng(seed)
     arrays = {
