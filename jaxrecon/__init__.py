@@ -9,11 +9,14 @@ from jaxrecon.attacks import maxdiff as maxdiff
 from jaxrecon.attacks import public_hessian_matvec as public_hessian_matvec
 from jaxrecon.data import Dataset as Dataset
 from jaxrecon.data import Split as Split
+from jaxrecon.data import dataset_status as dataset_status
 from jaxrecon.data import load_dataset as load_dataset
 from jaxrecon.data import load_digits as load_digits
 from jaxrecon.data import split as split
+from jaxrecon.data import standardize as standardize
 from jaxrecon.data import synthetic_classification as synthetic_classification
 from jaxrecon.data import synthetic_regression as synthetic_regression
+from jaxrecon.data import task_view as task_view
 from jaxrecon.errors import InputError as InputError
 from jaxrecon.features import FeatureMap as FeatureMap
 from jaxrecon.features import identity_features as identity_features

@@ -1,4 +1,4 @@
-"""Command line: `jaxrecon run ...` (see the README's CLI reference).
+"""Command line: `jaxrecon run ...` and `jaxrecon datasets` (see the README's CLI reference).
 
 Bad input prints one line `jaxrecon: error: <option>: <what is wrong>` on stderr and exits with 2.
 """
@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dataset",
         default=defaults.dataset,
-        help=f"data set: {', '.join(sorted(data.DATASETS))} (default: %(default)s)",
+        help=f"data set: {', '.join(s.usage for s in data.DATASETS.values())} "
+        "(default: %(default)s; `jaxrecon datasets` says which are available)",
     )
     run.add_argument(
         "--model",
@@ -91,7 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="L2 regulariser lambda > 0 (default: %(default)s)",
     )
     run.add_argument("--seed", type=int, default=defaults.seed, help="seed (default: %(default)s)")
-    run.add_argument("--data-dir", default=None, help="folder with local data files")
+    run.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with local data files; also the tensorflow-datasets data dir and the "
+        "folktables data root",
+    )
+    run.add_argument(
+        "--download",
+        action="store_true",
+        help="download a data set that has no local copy (tensorflow-datasets for "
+        "mnist/fashion_mnist/cifar10, folktables for acs_income); off: never use the network",
+    )
     run.add_argument(
         "--dtype",
         default=defaults.dtype,
@@ -133,6 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", required=True, help="output folder of the sweep")
     sweep.add_argument("--overwrite", action="store_true", help="replace runs with other configs")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars and no table")
+    listing = sub.add_parser(
+        "datasets",
+        help="list every data set, where it looks for it and whether it is available",
+        description="One line per data set: name, available (yes/no), where it looked, "
+        "how to get it. Never uses the network.",
+    )
+    listing.add_argument(
+        "--data-dir", default=None, help="folder to look in (as for `jaxrecon run`)"
+    )
     return parser
 
 
@@ -144,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "datasets":
+            return _datasets(args)
     except InputError as err:
         sys.stderr.write(f"jaxrecon: error: {err}\n")
         return 2
@@ -175,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         save_arrays=args.save_arrays,
         devices=args.devices,
+        download=args.download,
     ).validate()
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     _check_writable(out)
@@ -188,6 +212,7 @@ def _run(args: argparse.Namespace) -> int:
     written = pipeline.write_outputs(result, out, save_arrays=args.save_arrays)
     if not args.quiet:
         print(pipeline.format_table(result.summary))
+        print(f"labels: {result.summary['data']['label_rule']}")
         print(f"wrote {', '.join(os.path.basename(p) for p in written)} to {out}")
     return 0
 
@@ -207,6 +232,18 @@ def _sweep(args: argparse.Namespace) -> int:
                 cells.append(f"hrec median {row['hrec_cosine_median']:.4f}")
             print("  ".join(cells))
         print(f"wrote {len(rows)} runs and sweep.csv to {args.out}")
+    return 0
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from jaxrecon import data
+
+    for status in data.dataset_status(args.data_dir):
+        available = {True: "yes", False: "no", None: "-"}[status.available]
+        print(
+            f"{status.usage:<28} {available:<3}  looked in: {status.where}  |  "
+            f"get: {status.how_to_get}"
+        )
     return 0
 
 

@@ -2,15 +2,23 @@
 
 The embedded default is scikit-learn's bundled digits (no download, no files): 1,797 grey 8x8
 images with pixels scaled to [0, 1]. Synthetic data come from `jax.random` with an explicit key.
+Real data sets (MNIST, Fashion-MNIST, CIFAR-10, UCI Adult, ACS Income, your own npz file) are read
+by `jaxrecon.datasets`, imported on first use because it pulls in tensorflow-datasets, pandas and
+folktables; `DATASETS` lists them all and `load_dataset` parses names such as
+`acs_income:NY:2018` or `npz:/path/to/file.npz`.
 
-A `Dataset` is the pooled data (inputs and raw labels); `split` draws disjoint seeded index sets
-for the three roles of the threat model (DESIGN §2): the training set the operator learns from, the
-attacker's public samples, and a held-out test set for utility metrics.
+A `Dataset` is the pooled data (inputs and raw labels, every source split together); `split`
+draws disjoint seeded index sets for the three roles of the threat model (DESIGN §2): the training
+set the operator learns from, the attacker's public samples, and a held-out test set for utility
+metrics. Tabular numeric columns are standardised after the split, with statistics from the public
+rows only (`standardize`), since the attacker is the one who knows those rows.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +40,19 @@ class Dataset(NamedTuple):
       num_classes: number of classes of `y`, or None for real-valued targets.
       image_shape: per-sample image shape (e.g. (8, 8)) or None for tabular data.
       x_min, x_max: the box the inputs live in (used to clip reconstructions).
+      y_regression: [N] float target that regression models learn instead of `y` (e.g. log income
+        for ACS Income), or None to regress the raw label (see `task_view`).
+      regression_target: what `y_regression` is, for reports (e.g. "log(PINCP)").
+      regression_drop: input columns removed for the regression task because they hold its target
+        (Adult: hours_per_week).
+      label_name: what the raw label `y` means, for reports (e.g. "income >50K").
+      numeric_columns: [d] bool mask of raw numeric columns that `standardize` centres and scales
+        with public-split statistics (tabular data), or None (nothing to standardise).
+      feature_names: one name per input column (tabular data), or None.
+      origin: [N] integer code of the source split each pooled row comes from (an index into
+        `origin_names`), or None when the data have no source splits.
+      origin_names: names of the source splits, e.g. ("train", "test").
+      source: where the data were read from (a file, a tfds folder, "embedded", "generated").
     """
 
     name: str
@@ -41,6 +62,15 @@ class Dataset(NamedTuple):
     image_shape: tuple[int, ...] | None
     x_min: float
     x_max: float
+    y_regression: np.ndarray | None = None
+    regression_target: str | None = None
+    regression_drop: tuple[int, ...] = ()
+    label_name: str | None = None
+    numeric_columns: np.ndarray | None = None
+    feature_names: tuple[str, ...] | None = None
+    origin: np.ndarray | None = None
+    origin_names: tuple[str, ...] = ()
+    source: str = ""
 
 
 class Split(NamedTuple):
@@ -64,7 +94,7 @@ def load_digits() -> Dataset:
     bunch = _sk_digits()
     x = np.asarray(bunch.data, dtype=np.float64) / 16.0
     y = np.asarray(bunch.target, dtype=np.int64)
-    return Dataset("digits", x, y, 10, (8, 8), 0.0, 1.0)
+    return Dataset("digits", x, y, 10, (8, 8), 0.0, 1.0, label_name="digit 0-9", source="embedded")
 
 
 def synthetic_regression(key: jax.Array, n: int, dim: int, *, noise: float = 0.1) -> Dataset:
@@ -87,7 +117,14 @@ def synthetic_regression(key: jax.Array, n: int, dim: int, *, noise: float = 0.1
     y = x @ w + 0.5 + noise * jax.random.normal(k_e, (n,))
     x = np.asarray(x, dtype=np.float64)
     return Dataset(
-        "synthetic", x, np.asarray(y, np.float64), None, None, float(x.min()), float(x.max())
+        "synthetic",
+        x,
+        np.asarray(y, np.float64),
+        None,
+        None,
+        float(x.min()),
+        float(x.max()),
+        source="generated",
     )
 
 
@@ -116,7 +153,14 @@ def synthetic_classification(
     x = means[y] + jax.random.normal(k_x, (n, dim))
     x = np.asarray(x, dtype=np.float64)
     return Dataset(
-        "synthetic", x, np.asarray(y, np.int64), num_classes, None, float(x.min()), float(x.max())
+        "synthetic",
+        x,
+        np.asarray(y, np.int64),
+        num_classes,
+        None,
+        float(x.min()),
+        float(x.max()),
+        source="generated",
     )
 
 
@@ -166,28 +210,276 @@ def _check_positive_int(name: str, value: int) -> None:
         raise InputError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _synthetic_regression_default(key: jax.Array) -> Dataset:
-    return synthetic_regression(key, 2000, 16)
+def standardize(x: np.ndarray, columns: np.ndarray, reference_rows: np.ndarray) -> np.ndarray:
+    """Centres and scales the chosen columns with the mean and std of the reference rows only.
+
+    x'[:, c] = (x[:, c] − mean_R(x[:, c])) / std_R(x[:, c]) for each c with columns[c] true, R the
+    reference rows (the attacker's public split: a pre-processing the attacker can reproduce, and
+    one that leaks nothing about the training rows). Columns that are constant on R are only
+    centred. Other columns (one-hot indicators) are left as they are.
+
+    Args:
+      x: [N, d] inputs.
+      columns: [d] bool mask of the columns to standardise.
+      reference_rows: positions of the rows whose statistics are used (at least one).
+
+    Returns:
+      A new float64 [N, d] array.
+
+    Raises:
+      InputError: a mask of the wrong length, or no reference rows.
+    """
+    columns = np.asarray(columns, dtype=bool)
+    if columns.shape != (x.shape[1],):
+        raise InputError(
+            f"columns: need a bool mask of shape ({x.shape[1]},), got shape {columns.shape}"
+        )
+    if len(reference_rows) < 1:
+        raise InputError("reference_rows: need at least one row")
+    out = np.array(x, dtype=np.float64)
+    ref = out[np.asarray(reference_rows)][:, columns]
+    mean = ref.mean(axis=0)
+    std = ref.std(axis=0)
+    out[:, columns] = (out[:, columns] - mean) / np.where(std > 0, std, 1.0)
+    return out
 
 
-def _synthetic_classification_default(key: jax.Array) -> Dataset:
-    return synthetic_classification(key, 2000, 16, 4)
+def standardize_public(dataset: Dataset, public_rows: np.ndarray) -> Dataset:
+    """`dataset` with its `numeric_columns` standardised on the public rows (see `standardize`).
+
+    A data set without numeric columns (images, synthetic data) comes back unchanged.
+    """
+    if dataset.numeric_columns is None or not np.any(dataset.numeric_columns):
+        return dataset
+    x = standardize(dataset.x, dataset.numeric_columns, public_rows)
+    return dataset._replace(x=x, x_min=float(x.min()), x_max=float(x.max()))
 
 
-# name -> loader(key, data_dir). The key seeds generated data; loaded files ignore it.
-DATASETS = {
-    "digits": lambda key, data_dir: load_digits(),
-    "synthetic_regression": lambda key, data_dir: _synthetic_regression_default(key),
-    "synthetic_classification": lambda key, data_dir: _synthetic_classification_default(key),
+def task_view(dataset: Dataset, task: str) -> Dataset:
+    """The data set as a model of `task` sees it.
+
+    For "regression" on a data set with a separate regression target (`y_regression`), the labels
+    become that target (`num_classes` None) and the `regression_drop` input columns, which hold the
+    target itself, are removed. Every other case returns `dataset` unchanged.
+    """
+    if task != "regression" or dataset.y_regression is None:
+        return dataset
+    keep = np.setdiff1d(np.arange(dataset.x.shape[1]), dataset.regression_drop)
+    x = dataset.x[:, keep]
+    return dataset._replace(
+        x=x,
+        y=np.asarray(dataset.y_regression, np.float64),
+        num_classes=None,
+        x_min=float(x.min()),
+        x_max=float(x.max()),
+        y_regression=None,
+        regression_drop=(),
+        numeric_columns=None
+        if dataset.numeric_columns is None
+        else np.asarray(dataset.numeric_columns)[keep],
+        feature_names=None
+        if dataset.feature_names is None
+        else tuple(dataset.feature_names[i] for i in keep),
+    )
+
+
+def origin_counts(dataset: Dataset, rows: np.ndarray) -> dict[str, int]:
+    """How many of the pooled `rows` come from each source split (e.g. {"train": 9, "test": 1})."""
+    if dataset.origin is None:
+        return {"all": int(len(rows))}
+    codes = np.bincount(dataset.origin[np.asarray(rows)], minlength=len(dataset.origin_names))
+    return {name: int(c) for name, c in zip(dataset.origin_names, codes, strict=True) if c}
+
+
+class DatasetSpec(NamedTuple):
+    """One entry of `DATASETS`.
+
+    Attributes:
+      usage: the `--dataset` form, with its parameters (e.g. "acs_income:<STATE>[:<YEAR>]").
+      description: one line: what it is, its task, its licence.
+      parse: the text after "name:" (None when absent) -> parsed parameters; raises InputError.
+      load: (key, data_dir, download, params) -> Dataset; raises InputError when missing.
+      locate: (data_dir, params) -> (available, where it looked); params None describes the
+        family (for `jaxrecon datasets`). available is None when it cannot be told (npz:).
+      how_to_get: one line: how to get it offline and online.
+    """
+
+    usage: str
+    description: str
+    parse: Callable[[str | None], Any]
+    load: Callable[[jax.Array, str | None, bool, Any], Dataset]
+    locate: Callable[[str | None, Any], tuple[bool | None, str]]
+    how_to_get: str
+
+
+def _no_params(family: str) -> Callable[[str | None], None]:
+    def parse(arg):
+        if arg is not None:
+            raise InputError(f"--dataset: {family!r} takes no parameters, got {family}:{arg}")
+
+    return parse
+
+
+def _embedded(where: str) -> Callable[[str | None, Any], tuple[bool, str]]:
+    return lambda data_dir, params: (True, where)
+
+
+# Real data sets live in jaxrecon.datasets, imported on first use (tfds / pandas / folktables are
+# slow to import and not needed for the embedded data).
+def _real(attr: str) -> Callable[..., Any]:
+    def call(*args):
+        from jaxrecon import datasets as _datasets
+
+        return getattr(_datasets, attr)(*args)
+
+    return call
+
+
+def _image_spec(name: str, description: str) -> DatasetSpec:
+    return DatasetSpec(
+        name,
+        description,
+        _no_params(name),
+        lambda key, data_dir, download, params: _real("load_images")(name, key, data_dir, download),
+        lambda data_dir, params: _real("locate_images")(name, data_dir),
+        f"offline: {name}.npz (uint8 x_train, y_train, x_test, y_test) in --data-dir; "
+        "online: --download (tensorflow-datasets, into --data-dir or its default folder)",
+    )
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "digits": DatasetSpec(
+        "digits",
+        "scikit-learn's bundled UCI optical digits, 8x8, 10 classes (BSD-3 via scikit-learn)",
+        _no_params("digits"),
+        lambda key, data_dir, download, params: load_digits(),
+        _embedded("embedded in scikit-learn"),
+        "nothing to get",
+    ),
+    "synthetic_regression": DatasetSpec(
+        "synthetic_regression",
+        "Gaussian inputs (16 dims), noisy linear target, 2,000 samples from the seed",
+        _no_params("synthetic_regression"),
+        lambda key, data_dir, download, params: synthetic_regression(key, 2000, 16),
+        _embedded("generated from the seed"),
+        "nothing to get",
+    ),
+    "synthetic_classification": DatasetSpec(
+        "synthetic_classification",
+        "Gaussian mixture (16 dims, 4 classes), 2,000 samples from the seed",
+        _no_params("synthetic_classification"),
+        lambda key, data_dir, download, params: synthetic_classification(key, 2000, 16, 4),
+        _embedded("generated from the seed"),
+        "nothing to get",
+    ),
+    "mnist": _image_spec("mnist", "MNIST, 28x28 grey, 10 classes, 70,000 (CC BY-SA 3.0)"),
+    "fashion_mnist": _image_spec(
+        "fashion_mnist", "Fashion-MNIST, 28x28 grey, 10 classes, 70,000 (MIT, Zalando)"
+    ),
+    "cifar10": _image_spec(
+        "cifar10",
+        "CIFAR-10, 32x32 RGB, 10 classes (60,000; cite Krizhevsky 2009), shuffled with the seed",
+    ),
+    "adult": DatasetSpec(
+        "adult",
+        "UCI Adult: income >50K (classifiers); ridge regresses hours_per_week as a stand-in "
+        "(CC BY 4.0)",
+        _no_params("adult"),
+        lambda key, data_dir, download, params: _real("load_adult")(data_dir, download),
+        lambda data_dir, params: _real("locate_adult")(data_dir),
+        "offline: adult.csv.gz, or UCI's adult.data + adult.test (gzipped or not), in "
+        "--data-dir; no download",
+    ),
+    "acs_income": DatasetSpec(
+        "acs_income:<STATE>[:<YEAR>]",
+        "folktables ACSIncome (ACS PUMS 1-Year, YEAR default 2018): income >50,000 "
+        "(classifiers), log income (ridge) (US Census public data)",
+        _real("parse_acs"),
+        lambda key, data_dir, download, params: _real("load_acs")(data_dir, download, params),
+        _real("locate_acs"),
+        "offline: a folktables data root in --data-dir (<YEAR>/1-Year/psam_p<FIPS>.csv); "
+        "online: --download (folktables, from census.gov, into --data-dir)",
+    ),
+    "acs_income_partial": DatasetSpec(
+        "acs_income_partial:NY",
+        "ACSIncome NY 2018, 6 of 10 features, binary label income >50,000 only (US Census "
+        "public data)",
+        _real("parse_acs_partial"),
+        lambda key, data_dir, download, params: _real("load_acs_partial")(data_dir),
+        lambda data_dir, params: _real("locate_acs_partial")(data_dir),
+        "offline: acs_income_NY_partial.csv.gz in --data-dir; no download",
+    ),
+    "npz": DatasetSpec(
+        "npz:<PATH>",
+        "your own .npz: x_train, y_train [, x_test, y_test]; uint8 images scaled to [0, 1]",
+        _real("parse_npz"),
+        lambda key, data_dir, download, params: _real("load_npz")(params),
+        _real("locate_npz"),
+        "bring your own file (read with allow_pickle=False)",
+    ),
 }
 
 
-def load_dataset(name: str, *, key: jax.Array, data_dir: str | None = None) -> Dataset:
-    """The pooled data set called `name` (see `DATASETS`).
+def parse_dataset_name(name: str) -> tuple[str, Any]:
+    """Splits `name` into its `DATASETS` key and checked parameters ("acs_income:NY" -> NY, 2018).
 
     Raises:
-      InputError: unknown name, or the data set's files are missing.
+      InputError: unknown name or bad parameters (the message starts with "--dataset").
     """
-    if name not in DATASETS:
-        raise InputError(f"--dataset: unknown data set {name!r}; choose from {sorted(DATASETS)}")
-    return DATASETS[name](key, data_dir)
+    family, sep, arg = str(name).partition(":")
+    if family not in DATASETS:
+        usages = ", ".join(spec.usage for spec in DATASETS.values())
+        raise InputError(f"--dataset: unknown data set {name!r}; choose from {usages}")
+    return family, DATASETS[family].parse(arg if sep else None)
+
+
+def load_dataset(
+    name: str, *, key: jax.Array, data_dir: str | None = None, download: bool = False
+) -> Dataset:
+    """The pooled data set called `name` (see `DATASETS`; parameters after a colon).
+
+    Args:
+      name: e.g. "digits", "mnist", "acs_income:NY:2018", "npz:/data/mine.npz".
+      key: seeds generated data and the shuffle of data stored in class order (CIFAR-10).
+      data_dir: folder with local data files (and the tfds / folktables data root).
+      download: allow downloading (tensorflow-datasets, folktables) when no local copy exists.
+
+    Raises:
+      InputError: unknown name, bad parameters, or the data set's files are missing (one line
+        saying where it looked and how to get it).
+    """
+    family, params = parse_dataset_name(name)
+    return DATASETS[family].load(key, data_dir, download, params)
+
+
+class DatasetStatus(NamedTuple):
+    """One line of `jaxrecon datasets`: whether a data set can be loaded, and from where."""
+
+    usage: str
+    available: bool | None
+    where: str
+    how_to_get: str
+    description: str
+
+
+def dataset_status(data_dir: str | None = None) -> list[DatasetStatus]:
+    """Every data set of `DATASETS`, where it would be read from `data_dir`, and if it is there."""
+    out = []
+    for spec in DATASETS.values():
+        available, where = spec.locate(data_dir, None)
+        out.append(DatasetStatus(spec.usage, available, where, spec.how_to_get, spec.description))
+    return out
+
+
+def missing(name: str, where: str | Sequence[str], how_to_get: str) -> InputError:
+    """The one-line error for a data set that is not there: where it looked and how to get it."""
+    if not isinstance(where, str):
+        where = ", ".join(where)
+    return InputError(f"--dataset {name}: not found (looked in {where}); {how_to_get}")
+
+
+def data_dir_path(data_dir: str | None, *parts: str) -> str | None:
+    """os.path.join(data_dir, *parts) with `~` expanded, or None without a data dir."""
+    if data_dir is None:
+        return None
+    return os.path.join(os.path.expanduser(data_dir), *parts)

@@ -50,7 +50,7 @@ class RunConfig:
     """Every option of `jaxrecon run` (see the README's CLI reference).
 
     Attributes:
-      dataset: data set name (`data.DATASETS`).
+      dataset: data set name (`data.DATASETS`; parameters after a colon, e.g. "acs_income:NY").
       model: "ridge", "logistic" or "softmax".
       unlearning: "exact".
       attacks: attacks to run, a subset of `ATTACKS`.
@@ -59,7 +59,9 @@ class RunConfig:
       deletions: B, single-sample deletions drawn at random from the training set.
       l2: regulariser λ (> 0).
       seed: seeds the split, the deleted indices and synthetic data.
-      data_dir: folder with local data files (unused by the embedded data sets).
+      data_dir: folder with local data files, also the tfds / folktables data root (unused by
+        the embedded data sets).
+      download: allow downloading a data set that has no local copy (tfds, folktables).
       dtype: "float64" (exactness) or "float32" (speed on accelerators).
       chunk_size: deletions per compiled batch (rounded up to a multiple of the devices).
       save_arrays: also write arrays.npz.
@@ -81,6 +83,7 @@ class RunConfig:
     chunk_size: int = 100
     save_arrays: bool = False
     devices: int | None = None
+    download: bool = False
 
     def validate(self) -> RunConfig:
         """Checks every option that does not need the data; returns self.
@@ -91,11 +94,7 @@ class RunConfig:
         _choice("--model", self.model, sorted(_models.MODELS))
         _choice("--unlearning", self.unlearning, UNLEARNING_METHODS)
         _choice("--dtype", self.dtype, DTYPES)
-        if self.dataset not in _data.DATASETS:
-            raise InputError(
-                f"--dataset: unknown data set {self.dataset!r}; choose from "
-                f"{sorted(_data.DATASETS)}"
-            )
+        _data.parse_dataset_name(self.dataset)
         if not self.attacks:
             raise InputError("--attacks: give at least one attack")
         for name in self.attacks:
@@ -144,7 +143,8 @@ class RunResult(NamedTuple):
 def task_labels(dataset: _data.Dataset, task: str) -> np.ndarray:
     """The labels a model of `task` learns from the raw labels of `dataset`.
 
-    - regression: the raw value (digits: the digit 0..9 as a number);
+    - regression: the raw value (digits: the digit 0..9 as a number), or the data set's own
+      regression target once `data.task_view` has put it in place of the label;
     - binary: the raw binary label; for K > 2 classes y >= K // 2 (digits: digit >= 5); for
       real-valued targets y > median(y);
     - multiclass: the raw class id (needs a classification data set).
@@ -199,15 +199,19 @@ def run(
     key = jax.random.key(config.seed)
     k_data, k_split, k_delete = jax.random.split(key, 3)
 
-    dataset = _data.load_dataset(config.dataset, key=k_data, data_dir=config.data_dir)
+    dataset = _data.load_dataset(
+        config.dataset, key=k_data, data_dir=config.data_dir, download=config.download
+    )
     if config.model == "softmax" and dataset.num_classes is None:
         raise InputError(
             f"--model: softmax needs class labels, but data set {dataset.name!r} "
             "has real-valued targets"
         )
     model = _models.make_model(config.model, dataset.num_classes)
+    dataset = _data.task_view(dataset, model.task)
     labels = task_labels(dataset, model.task)
     roles = _data.split(k_split, len(labels), config.n_train, config.n_public)
+    dataset = _data.standardize_public(dataset, roles.public)
     n, m = len(roles.train), len(roles.public)
     resolved = dataclasses.replace(config, n_public=m)
     fmap = _features.identity_features()
@@ -316,6 +320,7 @@ def run(
         "config": dataclasses.asdict(resolved) | {"attacks": list(config.attacks)},
         "data": {
             "dataset": dataset.name,
+            "source": dataset.source,
             "pool_size": len(labels),
             "n_train": n,
             "n_public": m,
@@ -324,6 +329,15 @@ def run(
             "feature_dim": int(arrays_in["features"].shape[1]),
             "task": model.task,
             "label_rule": _label_rule(dataset, model.task),
+            "source_splits": {
+                role: _data.origin_counts(dataset, rows)
+                for role, rows in (
+                    ("train", roles.train),
+                    ("public", roles.public),
+                    ("test", roles.test),
+                )
+            },
+            "standardized_columns": _standardized(dataset),
         },
         "model": model_scores
         | {"train_steps": int(fit.steps), "train_grad_norm": float(fit.grad_norm)},
@@ -487,7 +501,7 @@ def text_writer(content: str) -> Callable[[str], None]:
 
 _OUTPUT_FILES = ("summary.json", "deletions.csv", "cdf.png", "reconstructions.png", "arrays.npz")
 # Options that change where or what is written, not the numbers.
-_NOT_HASHED = frozenset({"save_arrays", "devices"})
+_NOT_HASHED = frozenset({"save_arrays", "devices", "download"})
 
 
 def _remove_run_files(out_dir: str) -> None:
@@ -796,15 +810,31 @@ def _grid(dataset, train_index, deleted, out, names):
 
 
 def _label_rule(dataset, task) -> str:
+    what = f" ({dataset.label_name})" if dataset.label_name else ""
     if task == REGRESSION:
-        return "regression on the raw label value"
+        if dataset.regression_target:
+            return f"regression on {dataset.regression_target}"
+        return f"regression on the raw label value{what}"
     if task == BINARY:
         if dataset.num_classes is None:
-            return "binary: y > median(y)"
+            target = f" ({dataset.regression_target})" if dataset.regression_target else ""
+            return f"binary: y > median(y){target}"
         if dataset.num_classes == 2:
-            return "binary: raw label"
-        return f"binary: y >= {dataset.num_classes // 2}"
-    return "multiclass: raw class id"
+            return f"binary: raw label{what}"
+        return f"binary: y >= {dataset.num_classes // 2}{what}"
+    return f"multiclass: raw class id{what}"
+
+
+def _standardized(dataset) -> dict[str, Any] | None:
+    """Which input columns were standardised with public-split statistics (None: none)."""
+    mask = dataset.numeric_columns
+    if mask is None or not np.any(mask):
+        return None
+    names = dataset.feature_names
+    return {
+        "statistics_from": "public split",
+        "columns": [names[i] if names else i for i in np.flatnonzero(mask).tolist()],
+    }
 
 
 def _label_value(y, task):
