@@ -1,4 +1,5 @@
-"""Reconstruction attacks on one deletion: HRec and the Avg / MaxDiff baselines (DESIGN §3.2, §3.4).
+"""Reconstruction attacks on one deletion: HRec, gradient matching, embedding inversion, the
+informed adversary and the Avg / MaxDiff / Updates-Leak baselines (DESIGN §3.2-§3.4).
 
 Threat model (DESIGN §2): the attacker sees θ⁺ and θ⁻, knows the model family, l2, the training
 set size n and the feature map, and holds m public samples from the same distribution. Every
@@ -13,15 +14,28 @@ logistic / softmax models. The attacker replaces H₋ by the public estimate
 Ĥ = ((n−1)/m) Σ_pub ∇²ℓ(θ⁺; p_k) + l2·I and reads the deleted record from g = Ĥ(θ⁻ − θ⁺):
 for a GLM, ∇ℓ = p_j ⊗ ℓ'(z_j, y_j), so g is (close to) rank one with the feature vector p_j on the
 left; the bias coordinate p_j[-1] = 1 fixes its scale and sign.
+
+From the recovered features p̂ back to the input: exact for identity features
+(`FeatureMap.invert`); for random Fourier features by numerical inversion of φ
+(`invert_features`, pass `feature_inverter(...)` as `hrec(..., invert=...)`).
+
+Layering: attacks never import `unlearning` (siblings, DESIGN §5). The Updates-Leak baseline is
+split: the decoder pieces live here; the shadow models that produce its training data are
+trained and unlearned in `jaxrecon.shadow`, which sits above both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
+from jax import lax
+from jax.flatten_util import ravel_pytree
 
 from jaxrecon import models as _models
 from jaxrecon.features import FeatureMap
@@ -34,9 +48,10 @@ class AttackResult(NamedTuple):
     Attributes:
       x_hat: [d] reconstructed input.
       y_hat: recovered label: class id (int) for classifiers, real target for regression.
-      score: attack-specific confidence. HRec: |g_bias| / ‖g‖ (vector models) or the share of
-        ‖G‖² in the top singular pair (softmax); 0 means "no signal". MaxDiff: the largest
-        prediction change. Avg: 0.
+      score: attack-specific confidence. HRec / informed: |g_bias| / ‖g‖ (vector models) or the
+        share of ‖G‖² in the top singular pair (multi-output); 0 means "no signal". gradmatch:
+        the best cosine reached. MaxDiff: the largest prediction change. Updates-Leak: the
+        decoder's probability of ŷ (classification) or 0. Avg: 0.
     """
 
     x_hat: jax.Array
@@ -45,20 +60,35 @@ class AttackResult(NamedTuple):
 
 
 def public_hessian_matvec(
-    model: Model, params: jax.Array, public_features: jax.Array, *, n_train: int, l2
+    model: Model,
+    params: jax.Array,
+    public_features: jax.Array,
+    *,
+    n_train: int,
+    l2,
+    public_labels: jax.Array | None = None,
 ) -> Callable[[jax.Array], jax.Array]:
     """v -> Ĥv with Ĥ = ((n−1)/m) Σ_k ∇²ℓ(θ; p_k) + l2·I over the m public samples.
 
     The (n−1)/m factor scales the public average to the size of the retained training set. For
-    canonical-link GLMs the Hessian needs no labels. Never forms Ĥ: each product costs two
-    multiplications by the [m, D] public feature matrix.
+    canonical-link GLMs the Hessian needs no labels; the squared-hinge SVM's does
+    (`model.hessian_uses_labels`: pass `public_labels`). Never forms Ĥ: each product costs two
+    multiplications by the [m, D] public feature matrix, so it serves any parameter count; vmap
+    the returned function (or `hrec`) over deletions to batch the products into matrix products.
+
+    Raises:
+      ValueError: `public_labels` missing for a model whose Hessian needs them.
     """
+    if model.hessian_uses_labels and public_labels is None:
+        raise ValueError(
+            f"public_labels is None, but the {model.name!r} Hessian depends on the labels"
+        )
     m = public_features.shape[0]
     scale = (n_train - 1) / m
     weights = jnp.full((m,), scale, public_features.dtype)
 
     def matvec(v):
-        return _models.hvp(model, params, public_features, weights, v) + l2 * v
+        return _models.hvp(model, params, public_features, weights, v, public_labels) + l2 * v
 
     return matvec
 
@@ -69,20 +99,26 @@ def hrec(
     params_before: jax.Array,
     params_after: jax.Array,
     hessian_matvec: Callable[[jax.Array], jax.Array],
+    *,
+    invert: Callable[[jax.Array], jax.Array] | None = None,
+    fallback: AttackResult | None = None,
+    min_change: float | None = None,
 ) -> AttackResult:
     """Hessian-based reconstruction of one deleted record (Bertran et al., 2024).
 
-    g = Ĥ(θ⁻ − θ⁺) estimates ∇ℓ(θ⁺; z_j) = p_j ⊗ ℓ'(θ⁺ᵀp_j, y_j).
+    g = Ĥ(θ⁻ − θ⁺) estimates ∇ℓ(θ⁺; z_j) = p_j ⊗ ℓ'(θ⁺ᵀp_j, y_j); `decode_gradient` reads the
+    features p̂, the label and a score from it:
 
-    - Scalar-output models (ridge, logistic): p̂ = g / g[-1]. Ridge: g[-1] = r_j = θ⁺ᵀp_j − y_j,
-      so ŷ = θ⁺ᵀp̂ − g[-1] (the real target). Logistic: g[-1] = σ(θ⁺ᵀp_j) − y_j, negative iff
-      y_j = 1.
-    - Multi-output models (softmax): the top singular pair of G = σ u vᵀ; a = σu = Gv is ∝ p_j,
-      p̂ = a / a[-1], and q = a[-1]·v ≈ softmax(Θ⁺ᵀp_j) − e_y has its one negative entry at the
-      label: ŷ = argmin q.
+    - Scalar-output models (ridge, logistic, binary SVM): p̂ = g / g[-1] and q̂ = g[-1] ≈ ℓ'.
+    - Multi-output models (softmax, one-vs-rest SVM, one-hot ridge): the top singular pair of
+      G = σ u vᵀ; a = σu = Gv is ∝ p_j, p̂ = a / a[-1], and q̂ = a[-1]·v ≈ ℓ'(Θ⁺ᵀp_j, y).
+    - The label is `model.label_from_gradient(θ⁺ᵀp̂, q̂)`, one rule per family: ridge
+      ŷ = ẑ − q̂; logistic and binary SVM ŷ = [q̂ < 0]; softmax ŷ = argmin q̂; one-vs-rest SVM
+      the class whose ℓ'(ẑ, y) matches q̂; one-hot ridge argmax(ẑ − q̂) (see `models`).
 
     Exact (to round-off) when Ĥ is the true retained-data Hessian and θ⁻ comes from ridge or a
     Newton step with that Hessian; otherwise as accurate as Ĥ and the Newton-step approximation.
+    The step p̂ -> x̂ is exact for identity features and numerical (`invert_features`) otherwise.
 
     Args:
       model: the model family.
@@ -90,46 +126,137 @@ def hrec(
       params_before: θ⁺.
       params_after: θ⁻ for this deletion.
       hessian_matvec: v -> Ĥv, e.g. `public_hessian_matvec(...)`.
+      invert: p̂ [D] -> x̂ [d], overriding `feature_map.invert`; required for maps without a
+        closed-form inverse (random Fourier features: `feature_inverter(...)`).
+      fallback: what to answer when the deletion left no trace (‖θ⁻ − θ⁺‖ <= min_change·‖θ⁺‖):
+        e.g. `avg(...)`, the attacker's prior guess. None: `no_signal` (zero reconstruction,
+        unknown label, score 0).
+        A deleted record with ℓ'(z_j, y_j) = 0 — an SVM record beyond the margin — does not
+        move the optimum at all, so nothing can recover it; falling back to the prior is what a
+        real attacker who sees θ⁻ = θ⁺ would do. The fallback's score is replaced by 0.
+      min_change: relative parameter change below which a deletion counts as traceless
+        (default √eps of the dtype: 1.5e-8 in float64, well above exact unlearning's round-off
+        and well below the O(1/n) change of a real deletion).
 
     Returns:
       AttackResult(x̂ [d], ŷ, score).
+
+    Raises:
+      ValueError: no way back from p̂ to x (no `invert` and none on the feature map).
 
     References:
       Bertran, M. et al. "Reconstruction Attacks on Machine Unlearning: Simple Models are
       Vulnerable", NeurIPS 2024, §3 (Eq. for the Newton-step identity).
     """
-    if feature_map.invert is None:
-        raise ValueError(f"feature map {feature_map.name!r} has no closed-form inverse")
+    invert = _inverse(feature_map, invert)
     delta = params_after - params_before
-    g = hessian_matvec(delta)
-    tiny = jnp.finfo(g.dtype).tiny
-    if model.num_outputs is None:
-        bias = g[-1]
-        p_hat = g / _nonzero(bias)
-        score = jnp.abs(bias) / jnp.maximum(jnp.linalg.norm(g), tiny)
-        if model.task == REGRESSION:
-            y_hat = p_hat @ params_before - bias
-        else:
-            y_hat = (bias < 0).astype(jnp.int32)
-    else:
-        eigvals, eigvecs = jnp.linalg.eigh(g.T @ g)
-        v = eigvecs[:, -1]
-        a = g @ v
-        p_hat = a / _nonzero(a[-1])
-        q = a[-1] * v
-        y_hat = jnp.argmin(q).astype(jnp.int32)
-        score = eigvals[-1] / jnp.maximum(jnp.sum(eigvals), tiny)
-    # No signal: the published update is round-off (e.g. a ridge sample with zero residual
-    # leaves θ unchanged). Report it as score 0, a zero reconstruction and an unknown label
-    # (NaN target / class -1) instead of dividing noise by noise.
-    eps = jnp.finfo(g.dtype).eps
-    silent = jnp.linalg.norm(delta) <= 16 * eps * jnp.maximum(jnp.linalg.norm(params_before), 1)
-    p_hat = jnp.where(silent, 0, p_hat)
-    score = jnp.where(silent, 0, score)
-    y_hat = jnp.where(silent, jnp.nan if model.task == REGRESSION else -1, y_hat).astype(
-        y_hat.dtype
+    p_hat, y_hat, score = decode_gradient(model, params_before, hessian_matvec(delta))
+    result = AttackResult(invert(p_hat), y_hat, score)
+    limit = _min_change(min_change, delta.dtype) * jnp.linalg.norm(params_before)
+    if fallback is None:
+        fallback = no_signal(model, result)
+    return _select(jnp.linalg.norm(delta) <= limit, fallback, result)
+
+
+def no_signal(model: Model, like: AttackResult) -> AttackResult:
+    """The answer for a deletion that left no trace: a zero reconstruction, an unknown label
+    (NaN target for regression, class -1 otherwise) and score 0 — never noise divided by noise
+    (e.g. a ridge record with zero residual r_j = 0 leaves θ⁻ = θ⁺)."""
+    unknown = jnp.nan if model.task == REGRESSION else -1
+    return AttackResult(
+        jnp.zeros_like(like.x_hat),
+        jnp.full_like(like.y_hat, unknown),
+        jnp.zeros_like(like.score),
     )
-    return AttackResult(feature_map.invert(p_hat), y_hat, score)
+
+
+def decode_gradient(
+    model: Model, params_before: jax.Array, grad: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Reads (p̂, ŷ, score) from an estimate g ≈ ∇ℓ(θ⁺; z_j) = p_j ⊗ ℓ'(z_j, y_j) of a GLM.
+
+    See `hrec` for the rules. Exact when g is (the bias coordinate p[-1] = 1 fixes scale and
+    sign), provided ℓ'(z_j, y_j) ≠ 0; a record with zero loss derivative (an SVM record beyond
+    the margin) leaves no trace: then p̂ is undefined and score is 0.
+
+    Args:
+      model: the model family (needs `label_from_gradient`).
+      params_before: θ⁺ [D] or [D, K].
+      grad: g, same shape.
+
+    Returns:
+      p̂ [D], ŷ (int32 class, or a real target for regression), score in [0, 1].
+    """
+    if model.label_from_gradient is None:
+        raise ValueError(f"model {model.name!r} has no label_from_gradient rule")
+    tiny = jnp.finfo(grad.dtype).tiny
+    if model.num_outputs is None:
+        q_hat = grad[-1]
+        p_hat = grad / _nonzero(q_hat)
+        score = jnp.abs(q_hat) / jnp.maximum(jnp.linalg.norm(grad), tiny)
+    else:
+        eigvals, eigvecs = jnp.linalg.eigh(grad.T @ grad)
+        v = eigvecs[:, -1]
+        a = grad @ v
+        p_hat = a / _nonzero(a[-1])
+        q_hat = a[-1] * v
+        score = eigvals[-1] / jnp.maximum(jnp.sum(eigvals), tiny)
+    y_hat = model.label_from_gradient(p_hat @ params_before, q_hat)
+    return p_hat, y_hat, score
+
+
+def informed(
+    model: Model,
+    feature_map: FeatureMap,
+    params_before: jax.Array,
+    features: jax.Array,
+    labels: jax.Array,
+    weights: jax.Array,
+    *,
+    l2,
+    invert: Callable[[jax.Array], jax.Array] | None = None,
+    fallback: AttackResult | None = None,
+    min_change: float | None = None,
+) -> AttackResult:
+    """The informed adversary (upper bound): knows every training record except the deleted one.
+
+    At θ⁺ the full gradient vanishes, so ∇ℓ(θ⁺; z_j) = −∇L₋(θ⁺) = −(Σ_{i≠j} ∇ℓ(θ⁺; z_i) + l2·θ⁺)
+    EXACTLY: no Hessian, no θ⁻ and no approximation; the rest is `decode_gradient` as in HRec.
+    Exact up to the optimality of θ⁺ (its residual gradient adds to g) and, for features
+    without a closed-form inverse, the numerical inversion.
+
+    Args:
+      model: the model family.
+      feature_map: φ (its `invert` maps p̂ back to x).
+      params_before: θ⁺, trained to convergence on all n records.
+      features: [n, D] ALL training features (the adversary knows the retained ones; the
+        deleted row is masked out by `weights`, its values are never used).
+      labels: [n] training labels.
+      weights: [n] 0/1 mask with 0 at the deleted record.
+      l2: regulariser λ.
+      invert: as for `hrec`.
+      fallback: as for `hrec`, answered when ‖g‖ <= min_change·‖l2·θ⁺‖ (at the optimum the
+        per-record gradients sum to −l2·θ⁺, which sets their scale): the record's gradient is
+        zero up to θ⁺'s optimality residual.
+      min_change: as for `hrec` (default √eps).
+
+    Returns:
+      AttackResult(x̂ [d], ŷ, score).
+
+    References:
+      Balle, B., Cherubin, G. & Hayes, J. "Reconstructing Training Data with Informed
+      Adversaries", IEEE S&P 2022 (the informed adversary); DESIGN §3.4.
+    """
+    invert = _inverse(feature_map, invert)
+    g = -_models.gradient(model, params_before, features, labels, l2=l2, weights=weights)
+    p_hat, y_hat, score = decode_gradient(model, params_before, g)
+    result = AttackResult(invert(p_hat), y_hat, score)
+    if fallback is None:
+        return result
+    traceless = jnp.linalg.norm(g) <= _min_change(min_change, g.dtype) * jnp.linalg.norm(
+        l2 * params_before
+    )
+    return _select(traceless, fallback, result)
 
 
 def hessian_extreme_eigenvalues(
@@ -210,6 +337,475 @@ def maxdiff(
     if model.task != REGRESSION:
         y_hat = y_hat.astype(jnp.int32)
     return AttackResult(public_x[k], y_hat, change[k])
+
+
+class InversionResult(NamedTuple):
+    """A numerical inversion of a feature map.
+
+    Attributes:
+      x_hat: [d] the best input found (inside the box).
+      loss: its objective: ‖φ(x̂) − p̂‖² ("l2") or 1 − cos(φ(x̂), p̂) ("cosine").
+    """
+
+    x_hat: jax.Array
+    loss: jax.Array
+
+
+def invert_features(
+    feature_fn: Callable[[jax.Array], jax.Array],
+    target: jax.Array,
+    starts: jax.Array,
+    *,
+    lower,
+    upper,
+    steps: int = 300,
+    learning_rate: float = 0.05,
+    objective: str = "l2",
+    polish_steps: int = 5,
+) -> InversionResult:
+    """Embedding inversion: x̂ = argmin_{lower <= x <= upper} ‖φ(x) − p̂‖² (or max cos(φ(x), p̂)).
+
+    From each start, `steps` of Adam (optax) with a cosine-decayed learning rate, projecting onto
+    the box after every step; then, for "l2", `polish_steps` damped Gauss–Newton steps
+    x ← clip(x − (JᵀJ + δI)⁻¹Jᵀ(φ(x) − p̂)), each kept only if it lowers the loss, which take a
+    near-solution to round-off when p̂ is (close to) an exact image φ(x). The start with the
+    lowest final loss wins. Approximate in general (non-convex: φ = cos(Wx + b) is periodic, so
+    starts matter — the public mean and the nearest public samples in feature space
+    (`inversion_starts`) sit in the right basin when σ is the median distance); exact to
+    round-off given an exact p̂ and a start in its basin. Pure and vmappable over targets.
+
+    Args:
+      feature_fn: x [d] -> p [D] (e.g. `fmap.apply`, or `lambda x: rff_apply(params, x)`).
+      target: p̂ [D] (bias coordinate included; it is 1 for both and cancels).
+      starts: [S, d] starting inputs (clipped into the box).
+      lower, upper: the data box (scalars or [d]).
+      steps: Adam steps per start (>= 1).
+      learning_rate: initial Adam learning rate, in input units.
+      objective: "l2" or "cosine".
+      polish_steps: Gauss–Newton steps after Adam ("l2" only; 0 to skip).
+
+    Returns:
+      InversionResult(x̂ [d], loss).
+
+    Raises:
+      ValueError: bad shapes, counts, rates or objective (naming the argument).
+    """
+    if objective not in ("l2", "cosine"):
+        raise ValueError(f"objective must be 'l2' or 'cosine', got {objective!r}")
+    _check_count("steps", steps, minimum=1)
+    _check_count("polish_steps", polish_steps, minimum=0)
+    _check_rate("learning_rate", learning_rate)
+    if starts.ndim != 2:
+        raise ValueError(f"starts must be [S, d], got shape {starts.shape}")
+    if target.ndim != 1:
+        raise ValueError(f"target must be [D], got shape {target.shape}")
+    dtype = starts.dtype
+
+    def clip(x):
+        return jnp.clip(x, jnp.asarray(lower, dtype), jnp.asarray(upper, dtype))
+
+    def residual(x):
+        return feature_fn(x) - target
+
+    def loss(x):
+        if objective == "l2":
+            r = residual(x)
+            return jnp.sum(r * r)
+        p = feature_fn(x)
+        cos = jnp.sum(p * target) / jnp.maximum(
+            jnp.linalg.norm(p) * jnp.linalg.norm(target), jnp.finfo(dtype).tiny
+        )
+        return 1 - cos
+
+    x, _ = _adam_box(loss, starts, clip, steps=steps, learning_rate=learning_rate)
+    if objective == "l2" and polish_steps:
+        x = jax.vmap(lambda x0: _gauss_newton(residual, x0, clip, polish_steps))(x)
+    losses = jax.vmap(loss)(x)
+    best = jnp.argmin(losses)
+    return InversionResult(x[best], losses[best])
+
+
+def inversion_starts(
+    target: jax.Array,
+    public_x: jax.Array,
+    public_features: jax.Array,
+    *,
+    num_nearest: int = 2,
+) -> jax.Array:
+    """Starting points for `invert_features`: the public mean and the `num_nearest` public samples
+    nearest to p̂ in feature space (Euclidean). Returns [1 + num_nearest, d]."""
+    _check_count("num_nearest", num_nearest, minimum=0)
+    mean = jnp.mean(public_x, axis=0, keepdims=True)
+    if num_nearest == 0:
+        return mean
+    dist = jnp.sum((public_features - target[None]) ** 2, axis=-1)
+    _, idx = lax.top_k(-dist, num_nearest)
+    return jnp.concatenate([mean, public_x[idx]], axis=0)
+
+
+def feature_inverter(
+    feature_fn: Callable[[jax.Array], jax.Array],
+    public_x: jax.Array,
+    public_features: jax.Array,
+    *,
+    lower,
+    upper,
+    num_nearest: int = 2,
+    steps: int = 300,
+    learning_rate: float = 0.05,
+    objective: str = "l2",
+    polish_steps: int = 5,
+) -> Callable[[jax.Array], jax.Array]:
+    """p̂ -> x̂ by `invert_features` from `inversion_starts`: pass as `hrec(..., invert=...)`."""
+
+    def invert(p_hat):
+        starts = inversion_starts(p_hat, public_x, public_features, num_nearest=num_nearest)
+        return invert_features(
+            feature_fn,
+            p_hat,
+            starts,
+            lower=lower,
+            upper=upper,
+            steps=steps,
+            learning_rate=learning_rate,
+            objective=objective,
+            polish_steps=polish_steps,
+        ).x_hat
+
+    return invert
+
+
+def gradmatch(
+    loss_fn: Callable[[Any, jax.Array, jax.Array], jax.Array],
+    params_before: Any,
+    params_after: Any,
+    hessian_matvec: Callable[[Any], Any],
+    starts: jax.Array,
+    candidate_labels: jax.Array,
+    *,
+    lower,
+    upper,
+    steps: int = 300,
+    learning_rate: float = 0.05,
+) -> AttackResult:
+    """Gradient matching: the input whose loss gradient at θ⁺ points along g = Ĥ(θ⁻ − θ⁺).
+
+        (x̂, ŷ) = argmax_{y ∈ candidates, lower <= x <= upper} cos(∇_θ ℓ(θ⁺; x, y), g)
+
+    For every candidate label (vmapped) and start, Adam (optax, cosine-decayed learning rate) on
+    x with projection onto the box; the best cosine wins. Works for any model differentiable in
+    θ and x (the feature map goes inside `loss_fn`), so it needs no GLM structure and no known
+    label; it is how HRec applies to non-GLMs. Approximate: non-convex in x, and as accurate as
+    the Newton-step identity ∇ℓ(θ⁺; z_j) ≈ H₋(θ⁻ − θ⁺) and Ĥ. For a GLM with identity features
+    the true record is a global maximiser when Ĥ is exact (cos = 1).
+
+    Args:
+      loss_fn: (θ, x [d], y) -> ℓ, e.g. `lambda t, x, y: models.loss(model, t, fmap.apply(x), y)`.
+      params_before: θ⁺ (any pytree).
+      params_after: θ⁻, same structure.
+      hessian_matvec: v -> Ĥv on that structure (e.g. `public_hessian_matvec`).
+      starts: [S, d] starting inputs (e.g. the public mean).
+      candidate_labels: [C] labels to try (all classes when the label is unknown, or the one
+        known label).
+      lower, upper: the data box.
+      steps: Adam steps per (label, start).
+      learning_rate: initial Adam learning rate in input units.
+
+    Returns:
+      AttackResult(x̂ [d], ŷ, score = the best cosine).
+
+    Raises:
+      ValueError: bad shapes, counts or rates.
+
+    References:
+      Zhu, L., Liu, Z. & Han, S. "Deep Leakage from Gradients", NeurIPS 2019; Geiping, J. et al.
+      "Inverting Gradients", NeurIPS 2020 (the cosine objective); DESIGN §3.2.
+    """
+    _check_count("steps", steps, minimum=1)
+    _check_rate("learning_rate", learning_rate)
+    if starts.ndim != 2:
+        raise ValueError(f"starts must be [S, d], got shape {starts.shape}")
+    if jnp.ndim(candidate_labels) != 1 or jnp.shape(candidate_labels)[0] < 1:
+        raise ValueError(f"candidate_labels must be [C] with C >= 1, got {candidate_labels!r}")
+    dtype = starts.dtype
+    delta = jax.tree.map(lambda a, b: a - b, params_after, params_before)
+    target, _ = ravel_pytree(hessian_matvec(delta))
+    target_norm = jnp.linalg.norm(target)
+    tiny = jnp.finfo(dtype).tiny
+
+    def clip(x):
+        return jnp.clip(x, jnp.asarray(lower, dtype), jnp.asarray(upper, dtype))
+
+    def neg_cos(x, y):
+        grad, _ = ravel_pytree(jax.grad(loss_fn)(params_before, x, y))
+        return -jnp.sum(grad * target) / jnp.maximum(jnp.linalg.norm(grad) * target_norm, tiny)
+
+    def per_label(y):
+        x, losses = _adam_box(
+            lambda x: neg_cos(x, y), starts, clip, steps=steps, learning_rate=learning_rate
+        )
+        best = jnp.argmin(losses)
+        return x[best], losses[best]
+
+    xs, losses = jax.vmap(per_label)(jnp.asarray(candidate_labels))
+    best = jnp.argmin(losses)
+    return AttackResult(xs[best], jnp.asarray(candidate_labels)[best], -losses[best])
+
+
+class UpdatesLeakDecoder(NamedTuple):
+    """A trained Updates-Leak decoder (arrays only, so it can be a jit argument).
+
+    Attributes:
+      params: flax parameters of the MLP (hidden ReLU layers, an input head for x and, when
+        trained with labels, a label head).
+      in_mean, in_scale: [s] standardisation of the unit-normalised signatures.
+      out_mean, out_scale: [d] standardisation of the targets.
+      lower, upper: [d] the data box the reconstruction is clipped to.
+    """
+
+    params: Any
+    in_mean: jax.Array
+    in_scale: jax.Array
+    out_mean: jax.Array
+    out_scale: jax.Array
+    lower: jax.Array
+    upper: jax.Array
+
+
+class _Decoder(nn.Module):
+    """MLP: signature -> (x, label logits); widths fixed by the parameter shapes."""
+
+    hidden: Sequence[int]
+    out_dim: int
+    label_dim: int
+
+    @nn.compact
+    def __call__(self, s):
+        h = s
+        for i, width in enumerate(self.hidden):
+            h = nn.relu(nn.Dense(width, name=f"hidden_{i}")(h))
+        x = nn.Dense(self.out_dim, name="x_head")(h)
+        if self.label_dim == 0:
+            return x, jnp.zeros(s.shape[:-1] + (0,), s.dtype)
+        return x, nn.Dense(self.label_dim, name="label_head")(h)
+
+
+def updates_leak_signature(
+    model: Model, params_before: jax.Array, params_after: jax.Array, probe_features: jax.Array
+) -> jax.Array:
+    """The update signature of Updates-Leak: posterior differences on a fixed probe set.
+
+        s = vec(f_θ⁻(P_probe) − f_θ⁺(P_probe))     ([r] or [r·K] for r probes)
+
+    where f is the model's prediction (probability, class probabilities, or scores). Exact.
+
+    Args:
+      model: the model family.
+      params_before: θ⁺.
+      params_after: θ⁻.
+      probe_features: [r, D] features of r fixed public probe samples.
+    """
+    before = _models.predict(model, params_before, probe_features)
+    after = _models.predict(model, params_after, probe_features)
+    return (after - before).reshape(-1)
+
+
+def fit_updates_leak_decoder(
+    key: jax.Array,
+    signatures: jax.Array,
+    targets: jax.Array,
+    labels: jax.Array | None = None,
+    *,
+    num_classes: int | None = None,
+    lower,
+    upper,
+    hidden: Sequence[int] = (256,),
+    steps: int = 2000,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-4,
+) -> UpdatesLeakDecoder:
+    """Trains the Updates-Leak decoder: update signature -> deleted record (Salem et al., 2020).
+
+    Full-batch AdamW on the mean squared error of the standardised record, plus (with `labels`)
+    the cross-entropy of the label head (classification, `num_classes` >= 2) or the squared
+    error of a scalar label head (regression, `num_classes` None). Each signature is divided by
+    its norm first (posterior changes shrink like 1/n, so the direction transfers between shadow
+    and target models of different sizes), then standardised per coordinate. A learned,
+    approximate baseline: as good as the shadow models imitate the target.
+
+    Args:
+      key: PRNG key (the initial weights).
+      signatures: [N, s] from `updates_leak_signature` on shadow models.
+      targets: [N, d] the shadow models' deleted inputs.
+      labels: [N] their labels, or None (no label head; ŷ = -1).
+      num_classes: classes of `labels`; None for real-valued labels.
+      lower, upper: the data box (reconstructions are clipped to it).
+      hidden: widths of the hidden ReLU layers.
+      steps: full-batch optimisation steps.
+      learning_rate: AdamW learning rate.
+      weight_decay: AdamW weight decay.
+
+    Returns:
+      UpdatesLeakDecoder.
+
+    Raises:
+      ValueError: bad shapes, widths, counts or rates.
+
+    References:
+      Salem, A. et al. "Updates-Leak: Data Set Inference and Reconstruction Attacks in Online
+      Learning", USENIX Security 2020, §6 (single-sample reconstruction).
+    """
+    if signatures.ndim != 2 or targets.ndim != 2 or signatures.shape[0] != targets.shape[0]:
+        raise ValueError(
+            f"signatures [N, s] and targets [N, d] must share N, got shapes {signatures.shape} "
+            f"and {targets.shape}"
+        )
+    if labels is not None and jnp.shape(labels) != (signatures.shape[0],):
+        raise ValueError(f"labels must be [N], got shape {jnp.shape(labels)}")
+    if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 2):
+        raise ValueError(f"num_classes must be None or an integer >= 2, got {num_classes!r}")
+    if not hidden or any(isinstance(h, bool) or int(h) != h or h < 1 for h in hidden):
+        raise ValueError(f"hidden must be a non-empty sequence of positive widths, got {hidden!r}")
+    _check_count("steps", steps, minimum=1)
+    _check_rate("learning_rate", learning_rate)
+    dtype = targets.dtype
+    sig = _unit_rows(signatures.astype(dtype))
+    in_mean = jnp.mean(sig, axis=0, keepdims=True)
+    in_scale = jnp.std(sig, axis=0, keepdims=True) + 1e-8
+    out_mean = jnp.mean(targets, axis=0, keepdims=True)
+    out_scale = jnp.std(targets, axis=0, keepdims=True) + 1e-8
+    inputs = (sig - in_mean) / in_scale
+    outputs = (targets - out_mean) / out_scale
+    label_dim = 0 if labels is None else (1 if num_classes is None else int(num_classes))
+    net = _Decoder(tuple(int(h) for h in hidden), targets.shape[1], label_dim)
+    params = jax.tree.map(lambda a: a.astype(dtype), net.init(key, inputs[:1]))
+
+    def objective(params):
+        x_pred, y_pred = net.apply(params, inputs)
+        value = jnp.mean((x_pred - outputs) ** 2)
+        if labels is None:
+            return value
+        if num_classes is None:
+            return value + jnp.mean((y_pred[:, 0] - labels) ** 2)
+        return value + jnp.mean(optax.softmax_cross_entropy_with_integer_labels(y_pred, labels))
+
+    opt = optax.adamw(learning_rate, weight_decay=weight_decay)
+
+    def step(carry, _):
+        params, state = carry
+        grads = jax.grad(objective)(params)
+        updates, state = opt.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    (params, _), _ = lax.scan(step, (params, opt.init(params)), None, length=steps)
+    in_mean, in_scale, out_mean, out_scale = (
+        a[0] for a in (in_mean, in_scale, out_mean, out_scale)
+    )
+    box = jnp.broadcast_to(jnp.asarray(lower, dtype), out_mean.shape)
+    top = jnp.broadcast_to(jnp.asarray(upper, dtype), out_mean.shape)
+    return UpdatesLeakDecoder(params, in_mean, in_scale, out_mean, out_scale, box, top)
+
+
+def apply_updates_leak_decoder(decoder: UpdatesLeakDecoder, signature: jax.Array) -> AttackResult:
+    """The Updates-Leak reconstruction from one target update signature [s].
+
+    x̂ = clip(out_mean + out_scale·MLP_x(ŝ)), ŝ the standardised unit signature; ŷ = argmax of
+    the label head (score: its probability), the real-valued head for regression, or -1 without
+    a label head (score 0). Pure; vmap over signatures.
+    """
+    layers = decoder.params["params"]
+    hidden = tuple(
+        layers[f"hidden_{i}"]["kernel"].shape[1]
+        for i in range(sum(name.startswith("hidden_") for name in layers))
+    )
+    label_dim = layers["label_head"]["kernel"].shape[1] if "label_head" in layers else 0
+    net = _Decoder(hidden, decoder.out_mean.shape[0], label_dim)
+    sig = _unit_rows(signature[None].astype(decoder.in_mean.dtype))[0] - decoder.in_mean
+    x_std, y_out = net.apply(decoder.params, sig / decoder.in_scale)
+    x_hat = jnp.clip(decoder.out_mean + decoder.out_scale * x_std, decoder.lower, decoder.upper)
+    if label_dim == 0:
+        return AttackResult(x_hat, jnp.asarray(-1, jnp.int32), jnp.zeros((), x_hat.dtype))
+    if label_dim == 1:
+        return AttackResult(x_hat, y_out[0], jnp.zeros((), x_hat.dtype))
+    probs = jax.nn.softmax(y_out)
+    y_hat = jnp.argmax(probs).astype(jnp.int32)
+    return AttackResult(x_hat, y_hat, probs[y_hat])
+
+
+def _adam_box(loss, starts, clip, *, steps, learning_rate):
+    """Projected Adam from each start (vmapped); returns final x [S, d] and losses [S]."""
+    schedule = optax.cosine_decay_schedule(learning_rate, steps)
+    opt = optax.adam(schedule)
+
+    def run(x0):
+        x0 = clip(x0)
+
+        def step(carry, _):
+            x, state = carry
+            grad = jax.grad(loss)(x)
+            updates, state = opt.update(grad, state, x)
+            return (clip(optax.apply_updates(x, updates)), state), None
+
+        (x, _), _ = lax.scan(step, (x0, opt.init(x0)), None, length=steps)
+        return x, loss(x)
+
+    return jax.vmap(run)(starts)
+
+
+def _gauss_newton(residual, x0, clip, num_steps):
+    """Damped Gauss–Newton on ‖r(x)‖², each step kept only if it lowers the loss."""
+    dim = x0.shape[0]
+
+    def step(x, _):
+        r = residual(x)
+        jac = jax.jacfwd(residual)(x)
+        jtj = jac.T @ jac
+        damping = 1e-10 * jnp.trace(jtj) / dim + jnp.finfo(x.dtype).tiny
+        new = clip(x - jnp.linalg.solve(jtj + damping * jnp.eye(dim, dtype=x.dtype), jac.T @ r))
+        r_new = residual(new)
+        return jnp.where(jnp.sum(r_new * r_new) < jnp.sum(r * r), new, x), None
+
+    x, _ = lax.scan(step, x0, None, length=num_steps)
+    return x
+
+
+def _min_change(min_change, dtype) -> float:
+    return float(jnp.finfo(dtype).eps) ** 0.5 if min_change is None else min_change
+
+
+def _select(traceless: jax.Array, fallback: AttackResult, result: AttackResult) -> AttackResult:
+    """`fallback` (score 0) where `traceless`, else `result`; dtypes follow `result`."""
+    return AttackResult(
+        jnp.where(traceless, fallback.x_hat.astype(result.x_hat.dtype), result.x_hat),
+        jnp.where(traceless, jnp.asarray(fallback.y_hat).astype(result.y_hat.dtype), result.y_hat),
+        jnp.where(traceless, jnp.zeros_like(result.score), result.score),
+    )
+
+
+def _unit_rows(x: jax.Array) -> jax.Array:
+    norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
+    return x / jnp.where(norm > 0, norm, 1)
+
+
+def _inverse(feature_map: FeatureMap, invert):
+    if invert is not None:
+        return invert
+    if feature_map.invert is None:
+        raise ValueError(
+            f"feature map {feature_map.name!r} has no closed-form inverse; pass invert= "
+            "(e.g. attacks.feature_inverter(...))"
+        )
+    return feature_map.invert
+
+
+def _check_count(name: str, value, *, minimum: int) -> None:
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_rate(name: str, value) -> None:
+    if isinstance(value, bool) or not math.isfinite(float(value)) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _nonzero(x: jax.Array) -> jax.Array:

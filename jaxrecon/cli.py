@@ -122,6 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write arrays.npz (features, parameters, reconstructions)",
     )
     run.add_argument(
+        "--features",
+        default=defaults.features,
+        help=f"feature map: {'|'.join(pipeline.FEATURES)} (default: %(default)s)",
+    )
+    run.add_argument(
+        "--rff-dim",
+        type=int,
+        default=defaults.rff_dim,
+        help="random Fourier features F for --features rff (default: %(default)s)",
+    )
+    run.add_argument(
+        "--rff-bandwidth",
+        type=float,
+        default=None,
+        help="RFF kernel bandwidth (default: median pairwise distance of the public inputs)",
+    )
+    run.add_argument(
         "--devices",
         type=int,
         default=None,
@@ -198,6 +215,9 @@ def _run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         save_arrays=args.save_arrays,
         devices=args.devices,
+        features=args.features,
+        rff_dim=args.rff_dim,
+        rff_bandwidth=args.rff_bandwidth,
         download=args.download,
     ).validate()
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))

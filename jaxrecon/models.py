@@ -9,8 +9,13 @@ loss ℓ(z, y) is convex in z. Training minimises (DESIGN §3)
 so a deletion is a weight mask and every solver is a pure function of `weights`.
 
 The GLM structure gives the per-example gradient ∇_θ ℓ = p ⊗ ℓ'(z, y) and the Hessian
-∇²_θ ℓ = (p pᵀ) ⊗ ℓ''(z); `hvp` uses it so the Hessian is never formed: it costs two products
-with the feature matrix.
+∇²_θ ℓ = (p pᵀ) ⊗ ℓ''(z, y); `hvp` uses it so the Hessian is never formed: it costs two products
+with the feature matrix. For canonical links (ridge, logistic, softmax, one-hot ridge) ℓ'' does not
+depend on y; for the squared-hinge SVM it does (which side of the margin the example is on), so
+its Hessian-vector products need the labels (`Model.hessian_uses_labels`).
+
+Families (`MODELS`): "ridge", "logistic", "softmax", "svm" (squared hinge, binary or one-vs-rest)
+and "ridge-onehot" (squared loss on one-hot class targets).
 """
 
 from __future__ import annotations
@@ -30,13 +35,21 @@ class Model(NamedTuple):
     """A model family as pure functions (like optax's GradientTransformation).
 
     Attributes:
-      name: "ridge", "logistic" or "softmax".
+      name: "ridge", "logistic", "softmax", "svm" or "ridge-onehot".
       task: REGRESSION, BINARY or MULTICLASS.
       num_outputs: K for multi-output models, None for scalar-output models.
       loss_z: (z, y) -> scalar loss of one example given its linear output z.
       dloss_z: (z, y) -> ℓ'(z, y), same shape as z.
-      curvature: (z, dz) -> ℓ''(z)·dz, the second derivative in z applied to a tangent.
-      link: z -> prediction (identity, sigmoid probability, softmax probabilities).
+      curvature: (z, dz, y=None) -> ℓ''(z, y)·dz, the second derivative in z applied to a
+        tangent; works on one example or a batch ([n] / [n, K] with labels [n]). Models with
+        `hessian_uses_labels` need y.
+      link: z -> prediction (identity, sigmoid probability, softmax probabilities, or the K
+        one-vs-rest / regression scores whose argmax is the class).
+      hessian_uses_labels: True when ℓ'' depends on the label (squared hinge), so Hessians and
+        Hessian-vector products need labels (the attacker's public labels for Ĥ).
+      label_from_gradient: (ẑ, q̂) -> ŷ, the label of a record from its linear output
+        ẑ = θ⁺ᵀp̂ and its recovered loss derivative q̂ ≈ ℓ'(z, y) (HRec reads both from
+        G = Ĥ(θ⁻ − θ⁺) ≈ p ⊗ q). Exact when ẑ and q̂ are.
     """
 
     name: str
@@ -44,8 +57,10 @@ class Model(NamedTuple):
     num_outputs: int | None
     loss_z: Callable[[jax.Array, jax.Array], jax.Array]
     dloss_z: Callable[[jax.Array, jax.Array], jax.Array]
-    curvature: Callable[[jax.Array, jax.Array], jax.Array]
+    curvature: Callable[..., jax.Array]
     link: Callable[[jax.Array], jax.Array]
+    hessian_uses_labels: bool = False
+    label_from_gradient: Callable[[jax.Array, jax.Array], jax.Array] | None = None
 
     def param_shape(self, dim: int) -> tuple[int, ...]:
         """Shape of θ for D = `dim` features: (D,) or (D, K)."""
@@ -57,22 +72,29 @@ class Model(NamedTuple):
 
 
 def ridge_model() -> Model:
-    """Squared loss ℓ = ½(θᵀp − y)² on a real target y."""
+    """Squared loss ℓ = ½(θᵀp − y)² on a real target y.
+
+    Label rule: ℓ' = z − y, so ŷ = ẑ − q̂ (DESIGN §3.1).
+    """
     return Model(
         name="ridge",
         task=REGRESSION,
         num_outputs=None,
         loss_z=lambda z, y: 0.5 * (z - y) ** 2,
         dloss_z=lambda z, y: z - y,
-        curvature=lambda z, dz: dz,
+        curvature=lambda z, dz, y=None: dz,
         link=lambda z: z,
+        label_from_gradient=lambda z_hat, q_hat: z_hat - q_hat,
     )
 
 
 def logistic_model() -> Model:
-    """Binary cross-entropy ℓ = log(1 + e^z) − y·z on labels y ∈ {0, 1}; ℓ' = σ(z) − y."""
+    """Binary cross-entropy ℓ = log(1 + e^z) − y·z on labels y ∈ {0, 1}; ℓ' = σ(z) − y.
 
-    def curvature(z, dz):
+    Label rule: ℓ' = σ(z) − y < 0 iff y = 1, so ŷ = [q̂ < 0].
+    """
+
+    def curvature(z, dz, y=None):
         s = jax.nn.sigmoid(z)
         return s * (1 - s) * dz
 
@@ -84,6 +106,7 @@ def logistic_model() -> Model:
         dloss_z=lambda z, y: jax.nn.sigmoid(z) - y,
         curvature=curvature,
         link=jax.nn.sigmoid,
+        label_from_gradient=_sign_label,
     )
 
 
@@ -91,10 +114,9 @@ def softmax_model(num_classes: int) -> Model:
     """Softmax cross-entropy over K classes: ℓ = logsumexp(z) − z_y; ℓ' = softmax(z) − e_y.
 
     The curvature in z is diag(s) − s sᵀ with s = softmax(z), so ∇²_Θ ℓ = (p pᵀ) ⊗ (diag(s) − s sᵀ).
+    Label rule: q = s − e_y has its only negative entry at y, so ŷ = argmin q̂.
     """
-    if int(num_classes) != num_classes or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    k = int(num_classes)
+    k = _check_num_classes(num_classes)
 
     def loss_z(z, y):
         return jax.nn.logsumexp(z) - jnp.take(z, y)
@@ -102,7 +124,7 @@ def softmax_model(num_classes: int) -> Model:
     def dloss_z(z, y):
         return jax.nn.softmax(z) - jax.nn.one_hot(y, k, dtype=z.dtype)
 
-    def curvature(z, dz):
+    def curvature(z, dz, y=None):
         s = jax.nn.softmax(z)
         return s * dz - s * jnp.sum(s * dz, axis=-1, keepdims=True)
 
@@ -114,23 +136,154 @@ def softmax_model(num_classes: int) -> Model:
         dloss_z=dloss_z,
         curvature=curvature,
         link=jax.nn.softmax,
+        label_from_gradient=lambda z_hat, q_hat: jnp.argmin(q_hat, axis=-1).astype(jnp.int32),
     )
 
 
-# name -> factory(num_classes). Scalar-output models ignore num_classes.
+def svm_model(num_classes: int | None = None) -> Model:
+    """Linear SVM with the squared hinge loss (smooth, so Newton and HRec apply).
+
+    Binary (`num_classes` None or 2; one output, labels y ∈ {0, 1} stored like logistic's, sign
+    s = 2y − 1):
+
+        ℓ = max(0, 1 − s z)²,   ℓ' = −2 s max(0, 1 − s z),   ℓ'' = 2·[s z < 1].
+
+    Multiclass one-vs-rest (`num_classes` = K > 2; K outputs, one binary SVM per class trained
+    jointly, s_k = +1 for the true class and −1 otherwise):
+
+        ℓ = Σ_k max(0, 1 − s_k z_k)²,   ℓ'_k = −2 s_k max(0, 1 − s_k z_k),
+        ℓ'' = diag(2·[s_k z_k < 1]).
+
+    One-vs-rest rather than Crammer–Singer because it stays a GLM with a diagonal curvature and a
+    rank-one per-example gradient p ⊗ ℓ'(z, y), exactly the structure HRec reads; predict
+    returns the K scores z and argmax z is the class.
+
+    ℓ is once continuously differentiable; ℓ'' is piecewise constant with a jump at margin
+    s z = 1, so the Hessian here is the generalised (Clarke) Hessian with ℓ''(1) := 0. Newton's
+    method with a line search on this strongly convex (l2 > 0), piecewise-quadratic objective
+    converges (finitely once the margin set settles). ℓ'' depends on the label, so Hessians need
+    labels (`hessian_uses_labels`). A record beyond the margin (s z >= 1 for every output) has
+    ℓ' = 0: deleting it leaves θ unchanged, and no attack that sees only θ⁺, θ⁻ can find it.
+
+    Label rule: ℓ'_y <= 0 for the true class and ℓ'_k >= 0 otherwise, with zeros wherever the
+    margin is met, so the sign pattern alone can be ambiguous. HRec also recovers ẑ = θ⁺ᵀp̂, and
+    the label is the candidate whose predicted derivative matches: ŷ = argmin_y ‖ℓ'(ẑ, y) − q̂‖
+    (unique when ẑ and q̂ are exact: ℓ'(z, y) = ℓ'(z, y') for y ≠ y' would need z_y >= 1 and
+    z_y <= −1 at once). For the binary model that is ŷ = [q̂ < 0], breaking q̂ = 0 by [ẑ > 0].
+
+    Args:
+      num_classes: None or 2 for the binary model, K > 2 for one-vs-rest.
+
+    Raises:
+      ValueError: num_classes not None and not an integer >= 2.
+    """
+    if num_classes is None or (not isinstance(num_classes, bool) and num_classes == 2):
+        return Model(
+            name="svm",
+            task=BINARY,
+            num_outputs=None,
+            loss_z=lambda z, y: _hinge(z, 2 * y - 1) ** 2,
+            dloss_z=lambda z, y: -2 * (2 * y - 1) * _hinge(z, 2 * y - 1),
+            curvature=_svm_curvature,
+            link=lambda z: z,
+            hessian_uses_labels=True,
+            label_from_gradient=lambda z_hat, q_hat: jnp.where(
+                q_hat == 0, z_hat > 0, q_hat < 0
+            ).astype(jnp.int32),
+        )
+    k = _check_num_classes(num_classes)
+
+    def signs(y, dtype):
+        return 2 * jax.nn.one_hot(y, k, dtype=dtype) - 1
+
+    def loss_z(z, y):
+        return jnp.sum(_hinge(z, signs(y, z.dtype)) ** 2, axis=-1)
+
+    def dloss_z(z, y):
+        s = signs(y, z.dtype)
+        return -2 * s * _hinge(z, s)
+
+    def curvature(z, dz, y=None):
+        if y is None:
+            raise ValueError("the svm Hessian depends on the labels; pass labels")
+        return 2 * (z * signs(y, z.dtype) < 1).astype(z.dtype) * dz
+
+    def label_from_gradient(z_hat, q_hat):
+        candidates = jax.vmap(lambda c: dloss_z(z_hat, c))(jnp.arange(k))
+        return jnp.argmin(jnp.sum((candidates - q_hat[None]) ** 2, axis=-1)).astype(jnp.int32)
+
+    return Model(
+        name="svm",
+        task=MULTICLASS,
+        num_outputs=k,
+        loss_z=loss_z,
+        dloss_z=dloss_z,
+        curvature=curvature,
+        link=lambda z: z,
+        hessian_uses_labels=True,
+        label_from_gradient=label_from_gradient,
+    )
+
+
+def ridge_onehot_model(num_classes: int) -> Model:
+    """Ridge regression on one-hot class targets (multi-output): ℓ = ½‖Θᵀp − e_y‖².
+
+    Labels are class ids y; the targets are e_y. ℓ' = z − e_y, ℓ'' = I, so ∇_Θ ℓ = p (z − e_y)ᵀ is
+    rank one like softmax's and the Hessian (PᵀWP + l2·I) ⊗ I_K needs no labels. predict returns
+    the K scores z; argmax z is the class. Training and exact unlearning have closed forms
+    (`solvers.fit_ridge` / `unlearning.unlearn_ridge` on targets `one_hot(y, K)`); Newton converges
+    in one step.
+
+    Label rule: e_y = ẑ − q̂ exactly, so ŷ = argmax(ẑ − q̂) (the one-hot analogue of ridge's
+    ŷ = ẑ − q̂). It needs p̂ (through ẑ = Θ⁺ᵀp̂), unlike softmax's argmin q̂: a one-hot
+    residual z − e_y can be negative in several classes.
+
+    Raises:
+      ValueError: num_classes not an integer >= 2.
+    """
+    k = _check_num_classes(num_classes)
+
+    def loss_z(z, y):
+        return 0.5 * jnp.sum((z - jax.nn.one_hot(y, k, dtype=z.dtype)) ** 2, axis=-1)
+
+    def dloss_z(z, y):
+        return z - jax.nn.one_hot(y, k, dtype=z.dtype)
+
+    return Model(
+        name="ridge-onehot",
+        task=MULTICLASS,
+        num_outputs=k,
+        loss_z=loss_z,
+        dloss_z=dloss_z,
+        curvature=lambda z, dz, y=None: dz,
+        link=lambda z: z,
+        label_from_gradient=lambda z_hat, q_hat: jnp.argmax(z_hat - q_hat, axis=-1).astype(
+            jnp.int32
+        ),
+    )
+
+
+# name -> factory(num_classes). Scalar-output models ignore num_classes; "svm" is binary for
+# num_classes None or 2 and one-vs-rest otherwise.
 MODELS: dict[str, Callable[[int | None], Model]] = {
     "ridge": lambda num_classes: ridge_model(),
     "logistic": lambda num_classes: logistic_model(),
     "softmax": lambda num_classes: softmax_model(num_classes),
+    "svm": lambda num_classes: svm_model(num_classes),
+    "ridge-onehot": lambda num_classes: ridge_onehot_model(num_classes),
 }
 
 
 def make_model(name: str, num_classes: int | None = None) -> Model:
-    """The model family called `name` (see `MODELS`); multi-class models need `num_classes`."""
+    """The model family called `name` (see `MODELS`); multi-class models need `num_classes`.
+
+    For "svm", `num_classes` None or 2 gives the binary model and K > 2 one-vs-rest; a pipeline
+    that trains a BINARY task (labels 0/1) should pass None.
+    """
     if name not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}")
-    if name == "softmax" and num_classes is None:
-        raise ValueError("model 'softmax' needs num_classes")
+    if name in ("softmax", "ridge-onehot") and num_classes is None:
+        raise ValueError(f"model {name!r} needs num_classes")
     return MODELS[name](num_classes)
 
 
@@ -197,12 +350,18 @@ def gradient(
 
 
 def hvp(
-    model: Model, params: jax.Array, features: jax.Array, weights: jax.Array, tangent: jax.Array
+    model: Model,
+    params: jax.Array,
+    features: jax.Array,
+    weights: jax.Array,
+    tangent: jax.Array,
+    labels: jax.Array | None = None,
 ) -> jax.Array:
-    """Data-term Hessian-vector product Σ_i w_i ∇²ℓ_i(θ) · v = Pᵀ (w ⊙ ℓ''(z)[P v]).
+    """Data-term Hessian-vector product Σ_i w_i ∇²ℓ_i(θ) · v = Pᵀ (w ⊙ ℓ''(z, y)[P v]).
 
-    The Hessian of a canonical-link GLM does not depend on the labels, so none are needed. Add
-    `l2 * tangent` for the Hessian of the regularised objective.
+    The Hessian of a canonical-link GLM does not depend on the labels, so none are needed; the
+    squared-hinge SVM needs them (`Model.hessian_uses_labels`). Add `l2 * tangent` for the
+    Hessian of the regularised objective. Exact; O(n·D·K) time and memory, never [P, P].
 
     Args:
       model: the model family.
@@ -210,10 +369,15 @@ def hvp(
       features: [n, D].
       weights: [n] sample weights.
       tangent: v, same shape as θ.
+      labels: [n] labels, required when `model.hessian_uses_labels`.
+
+    Raises:
+      ValueError: labels missing for a model whose Hessian needs them.
     """
+    _check_labels(model, labels)
     z = logits(params, features)
     dz = logits(tangent, features)
-    return _weighted_transpose(features, weights, model.curvature(z, dz))
+    return _weighted_transpose(features, weights, model.curvature(z, dz, labels))
 
 
 def dense_hessian(
@@ -223,15 +387,47 @@ def dense_hessian(
     *,
     l2: float | jax.Array,
     weights: jax.Array,
+    labels: jax.Array | None = None,
 ) -> jax.Array:
     """The Hessian of L_w as a dense [P, P] matrix over the flattened parameters (row-major).
 
     Only for problems whose parameter count P = D·K is small (it costs P Hessian-vector products).
+    `labels` as for `hvp` (required by the SVM).
     """
+    _check_labels(model, labels)
     size = params.size
     basis = jnp.eye(size, dtype=params.dtype).reshape((size,) + params.shape)
-    columns = jax.vmap(lambda v: hvp(model, params, features, weights, v))(basis)
+    columns = jax.vmap(lambda v: hvp(model, params, features, weights, v, labels))(basis)
     return columns.reshape(size, size) + l2 * jnp.eye(size, dtype=params.dtype)
+
+
+def _check_labels(model: Model, labels) -> None:
+    if model.hessian_uses_labels and labels is None:
+        raise ValueError(
+            f"labels is None, but the {model.name!r} Hessian depends on the labels; pass labels"
+        )
+
+
+def _check_num_classes(num_classes) -> int:
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    return int(num_classes)
+
+
+def _hinge(z: jax.Array, signs: jax.Array) -> jax.Array:
+    """max(0, 1 − s·z)."""
+    return jnp.maximum(0, 1 - signs * z)
+
+
+def _svm_curvature(z, dz, y=None):
+    if y is None:
+        raise ValueError("the svm Hessian depends on the labels; pass labels")
+    return 2 * (z * (2 * y - 1) < 1).astype(z.dtype) * dz
+
+
+def _sign_label(z_hat: jax.Array, q_hat: jax.Array) -> jax.Array:
+    """ŷ = [q̂ < 0]: the binary rule when ℓ' = (something in [0, 1]) − y."""
+    return (q_hat < 0).astype(jnp.int32)
 
 
 def _weighted_transpose(features: jax.Array, weights: jax.Array, values: jax.Array) -> jax.Array:

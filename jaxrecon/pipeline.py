@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import io
@@ -36,9 +37,16 @@ from jaxrecon import plots as _plots
 from jaxrecon import solvers as _solvers
 from jaxrecon import unlearning as _unlearning
 from jaxrecon.errors import InputError, NumericalError
-from jaxrecon.models import BINARY, REGRESSION
+from jaxrecon.models import BINARY, MULTICLASS, REGRESSION
 
-ATTACKS = ("hrec", "avg", "maxdiff")
+ATTACKS = ("hrec", "avg", "maxdiff", "informed", "gradmatch", "updates-leak")
+# What `--attacks` means by default: the paper's comparison (the others cost more or assume more).
+DEFAULT_ATTACKS = ("hrec", "avg", "maxdiff")
+FEATURES = ("identity", "rff")
+# Parameter counts D·K up to this use a dense Hessian (Newton training, Cholesky-preconditioned
+# unlearning); above it nothing [P, P] is formed (Newton-CG with a Nyström preconditioner).
+DENSE_LIMIT = 3000
+NYSTROM_RANK = 200
 # DESIGN §3.5: an unlearned model is "exact" when its relative gradient norm is at most this.
 EXACT_TOL = 1e-8
 UNLEARNING_METHODS = ("exact",)
@@ -67,12 +75,16 @@ class RunConfig:
       save_arrays: also write arrays.npz.
       devices: shard each chunk's deletions over this many local devices (None: all of them).
         Results do not depend on it.
+      features: "identity" (p = [x, 1]) or "rff" (random Fourier features plus the bias).
+      rff_dim: number of random Fourier features F (D = F + 1).
+      rff_bandwidth: RFF kernel bandwidth σ; None = the median pairwise distance of the public
+        inputs (the median heuristic; the attacker knows the map, DESIGN §2).
     """
 
     dataset: str = "digits"
     model: str = "softmax"
     unlearning: str = "exact"
-    attacks: tuple[str, ...] = ATTACKS
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
     n_train: int = 1000
     n_public: int | None = None
     deletions: int = 200
@@ -83,6 +95,9 @@ class RunConfig:
     chunk_size: int = 100
     save_arrays: bool = False
     devices: int | None = None
+    features: str = "identity"
+    rff_dim: int = 4096
+    rff_bandwidth: float | None = None
     download: bool = False
 
     def validate(self) -> RunConfig:
@@ -94,6 +109,14 @@ class RunConfig:
         _choice("--model", self.model, sorted(_models.MODELS))
         _choice("--unlearning", self.unlearning, UNLEARNING_METHODS)
         _choice("--dtype", self.dtype, DTYPES)
+        _choice("--features", self.features, FEATURES)
+        _positive_int("--rff-dim", self.rff_dim, minimum=1)
+        if self.rff_bandwidth is not None and not (
+            np.isfinite(self.rff_bandwidth) and self.rff_bandwidth > 0
+        ):
+            raise InputError(
+                f"--rff-bandwidth: must be a finite number > 0, got {self.rff_bandwidth}"
+            )
         _data.parse_dataset_name(self.dataset)
         if not self.attacks:
             raise InputError("--attacks: give at least one attack")
@@ -202,22 +225,25 @@ def run(
     dataset = _data.load_dataset(
         config.dataset, key=k_data, data_dir=config.data_dir, download=config.download
     )
-    if config.model == "softmax" and dataset.num_classes is None:
+    if config.model in ("softmax", "ridge-onehot") and dataset.num_classes is None:
         raise InputError(
-            f"--model: softmax needs class labels, but data set {dataset.name!r} "
+            f"--model: {config.model} needs class labels, but data set {dataset.name!r} "
             "has real-valued targets"
         )
-    model = _models.make_model(config.model, dataset.num_classes)
+    classes = dataset.num_classes
+    if config.model == "svm" and (classes is None or classes <= 2):
+        classes = None  # binary squared-hinge SVM; one-vs-rest for K > 2 classes
+    model = _models.make_model(config.model, classes)
     dataset = _data.task_view(dataset, model.task)
     labels = task_labels(dataset, model.task)
     roles = _data.split(k_split, len(labels), config.n_train, config.n_public)
     dataset = _data.standardize_public(dataset, roles.public)
     n, m = len(roles.train), len(roles.public)
     resolved = dataclasses.replace(config, n_public=m)
-    fmap = _features.identity_features()
+    fmap, feature_info = _feature_map(config, dataset, roles.public, jax.random.fold_in(key, 1))
 
     def feats(idx):
-        return fmap.apply(jnp.asarray(dataset.x[idx], dtype))
+        return jax.jit(fmap.apply)(jnp.asarray(dataset.x[idx], dtype))
 
     def labs(idx):
         return jnp.asarray(labels[idx], dtype if model.task == REGRESSION else jnp.int32)
@@ -229,12 +255,13 @@ def run(
         "public_features": feats(roles.public),
         "public_labels": labs(roles.public),
         "public_x": jnp.asarray(dataset.x[roles.public], dtype),
+        "rff": fmap.params,
     }
     l2 = jnp.asarray(config.l2, dtype)
 
     # Train θ⁺ on the full training set.
     t0 = time.perf_counter()
-    fit = _train(model, arrays_in["features"], arrays_in["labels"], l2)
+    fit = _train(model, arrays_in["features"], arrays_in["labels"], l2, jax.random.fold_in(key, 2))
     theta = jax.block_until_ready(fit.params)
     if not bool(jnp.all(jnp.isfinite(theta))):
         raise InputError(
@@ -258,9 +285,20 @@ def run(
     # One kernel per stage, compiled once for the chunk shape. Shared arrays (data, θ⁺, the
     # Cholesky factor) are arguments, not closed-over constants baked into the program.
     arrays_in["theta"] = theta
-    arrays_in["factor"] = _shared_factor(model, theta, arrays_in["features"], l2)
+    arrays_in["factor"] = _shared_factor(
+        model, theta, arrays_in["features"], arrays_in["labels"], l2, jax.random.fold_in(key, 3)
+    )
     unlearn_fn = jax.jit(_make_unlearn(model, l2))
-    attack_fn = jax.jit(_make_attacks(model, fmap, l2, n, config.attacks))
+    box = (float(dataset.x_min), float(dataset.x_max))
+    if "updates-leak" in config.attacks:
+        t0 = time.perf_counter()
+        arrays_in["decoder"], arrays_in["probe_features"] = _updates_leak_decoder(
+            model, l2, arrays_in, unlearn_fn, box, jax.random.fold_in(key, 4)
+        )
+        t_shadow = time.perf_counter() - t0
+    else:
+        t_shadow = 0.0
+    attack_fn = jax.jit(_make_attacks(model, fmap, l2, n, config.attacks, box))
     mesh = _deletion_mesh(config.devices)
     # Every device gets the same share of each chunk: round the chunk up to a multiple.
     chunk = -(-min(config.chunk_size, config.deletions) // mesh.size) * mesh.size
@@ -293,7 +331,7 @@ def run(
             t_unlearn += time.perf_counter() - t0
             _check_finite(unlearned, idx, roles.train)
             t0 = time.perf_counter()
-            recon = jax.block_until_ready(attack_fn(unlearned.params, arrays_in))
+            recon = jax.block_until_ready(attack_fn(unlearned.params, padded, arrays_in))
             t_attack += time.perf_counter() - t0
             chunk_out = {
                 "deleted": idx,
@@ -327,6 +365,7 @@ def run(
             "n_test": len(roles.test),
             "input_dim": int(dataset.x.shape[1]),
             "feature_dim": int(arrays_in["features"].shape[1]),
+            "feature_map": feature_info,
             "task": model.task,
             "label_rule": _label_rule(dataset, model.task),
             "source_splits": {
@@ -351,7 +390,8 @@ def run(
         },
         "attack_hessian": _hessian_report(model, l2, n, arrays_in),
         "attacks": attack_summary,
-        "timing_s": {"train": t_train, "unlearn": t_unlearn, "attack": t_attack},
+        "timing_s": {"train": t_train, "unlearn": t_unlearn, "attack": t_attack + t_shadow}
+        | ({"updates_leak_shadow": t_shadow} if "updates-leak" in config.attacks else {}),
         "chunks": {"size": chunk, "computed": len(starts) - reused, "reused": reused},
         "versions": _versions(),
     }
@@ -605,7 +645,12 @@ def _check_finite(unlearned, deleted: np.ndarray, train_index: np.ndarray) -> No
 def _hessian_report(model, l2, n_train, arrays_in) -> dict[str, float]:
     """Condition number of the attacker's public Hessian estimate Ĥ (ill-conditioning check)."""
     matvec = _attacks.public_hessian_matvec(
-        model, arrays_in["theta"], arrays_in["public_features"], n_train=n_train, l2=l2
+        model,
+        arrays_in["theta"],
+        arrays_in["public_features"],
+        n_train=n_train,
+        l2=l2,
+        public_labels=arrays_in["public_labels"] if model.hessian_uses_labels else None,
     )
     lo, hi = jax.jit(lambda: _attacks.hessian_extreme_eigenvalues(matvec, arrays_in["theta"]))()
     return {
@@ -634,12 +679,12 @@ def format_table(summary: dict[str, Any]) -> str:
         f"l2 {cfg['l2']}, {cfg['dtype']}",
         f"model {mdl['score_name']}: train {mdl['train_score']:.4f}, test {mdl['test_score']:.4f}"
         f"; unlearning max relative grad norm {unl['max_grad_norm']:.2e}",
-        f"{'attack':<10} {'cos median':>10} {'cos p10':>8} {'cos mean':>9} {'label acc':>9}",
+        f"{'attack':<12} {'cos median':>10} {'cos p10':>8} {'cos mean':>9} {'label acc':>9}",
     ]
     for name, a in summary["attacks"].items():
         acc = "-" if a["label_accuracy"] is None else f"{a['label_accuracy']:.3f}"
         lines.append(
-            f"{name:<10} {a['cosine_median']:>10.4f} {a['cosine_p10']:>8.4f} "
+            f"{name:<12} {a['cosine_median']:>10.4f} {a['cosine_p10']:>8.4f} "
             f"{a['cosine_mean']:>9.4f} {acc:>9}"
         )
     t = summary["timing_s"]
@@ -649,37 +694,103 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _train(model, features, labels, l2) -> _solvers.FitResult:
+def _train(model, features, labels, l2, key) -> _solvers.FitResult:
+    """θ⁺ on the full training set: closed form (ridge), dense Newton, or Newton-CG (large P)."""
     weights = jnp.ones(features.shape[0], features.dtype)
-    if model.name == "ridge":
-        return jax.jit(_solvers.fit_ridge)(features, labels, l2=l2, weights=weights)
-    return jax.jit(lambda f, y, lam: _solvers.fit_newton(model, f, y, l2=lam, weights=weights))(
-        features, labels, l2
+    if model.name in ("ridge", "ridge-onehot"):
+        return jax.jit(
+            lambda f, y, lam: _solvers.fit_ridge(
+                f, _targets(model, y, f.dtype), l2=lam, weights=weights
+            )
+        )(features, labels, l2)
+    if _dense(model, features):
+        return jax.jit(lambda f, y, lam: _solvers.fit_newton(model, f, y, l2=lam, weights=weights))(
+            features, labels, l2
+        )
+
+    def newton_cg(f, y, lam):
+        # Nyström preconditioner of the Hessian at the start (θ = 0); CG only needs it to be
+        # roughly right: the answer is exact to the reported gradient norm whatever its quality.
+        start = model.init(f.shape[1], f.dtype)
+        pre = _unlearning.hessian_nystrom(
+            key, model, start, f, l2=lam, rank=_rank(model, f), labels=y
+        )
+        return _solvers.fit_newton(
+            model,
+            f,
+            y,
+            l2=lam,
+            weights=weights,
+            linear_solver="cg",
+            cg_max_steps=500,
+            precond=functools.partial(_solvers.apply_nystrom, pre),
+        )
+
+    return jax.jit(newton_cg)(features, labels, l2)
+
+
+def _dense(model, features) -> bool:
+    """Whether the parameter count D·K is small enough to form the Hessian."""
+    return int(np.prod(model.param_shape(features.shape[1]))) <= DENSE_LIMIT
+
+
+def _rank(model, features) -> int:
+    return min(NYSTROM_RANK, int(np.prod(model.param_shape(features.shape[1]))))
+
+
+def _targets(model, labels, dtype):
+    """Regression targets: the labels, or one-hot class targets for ridge-onehot."""
+    if model.name == "ridge-onehot":
+        return jax.nn.one_hot(labels, model.num_outputs, dtype=dtype)
+    return labels
+
+
+def _feature_map(config, dataset, public, key):
+    """The attacker-known feature map and a description of it for summary.json."""
+    if config.features == "identity":
+        return _features.identity_features(), {"name": "identity"}
+    bandwidth = config.rff_bandwidth
+    rule = "given"
+    if bandwidth is None:
+        bandwidth = float(_features.median_bandwidth(jnp.asarray(dataset.x[public])))
+        rule = "median pairwise distance of the public inputs"
+    fmap = _features.rff_features(
+        key, dataset.x.shape[1], config.rff_dim, bandwidth, dtype=jnp.dtype(config.dtype)
     )
+    info = {
+        "name": "rff",
+        "num_features": config.rff_dim,
+        "bandwidth": bandwidth,
+        "bandwidth_rule": rule,
+    }
+    return fmap, info
 
 
-def _shared_factor(model, theta, features, l2):
-    """The Cholesky factor every deletion shares: of PᵀP + l2·I (ridge) or of ∇²L(θ⁺)."""
-    if model.name == "ridge":
+def _shared_factor(model, theta, features, labels, l2, key):
+    """What every deletion's solve shares: the Cholesky factor of PᵀP + l2·I (ridge), of the
+    dense ∇²L(θ⁺) (small P), or a Nyström preconditioner of ∇²L(θ⁺) (large P)."""
+    if model.name in ("ridge", "ridge-onehot"):
         return jax.jit(_unlearning.ridge_cholesky)(features, l2=l2)
-    return jax.jit(lambda t, f, lam: _unlearning.hessian_cholesky(model, t, f, l2=lam))(
-        theta, features, l2
-    )
+    if _dense(model, features):
+        return jax.jit(
+            lambda t, f, y, lam: _unlearning.hessian_cholesky(model, t, f, l2=lam, labels=y)
+        )(theta, features, labels, l2)
+    return jax.jit(
+        lambda t, f, y, lam: _unlearning.hessian_nystrom(
+            key, model, t, f, l2=lam, rank=_rank(model, f), labels=y
+        )
+    )(theta, features, labels, l2)
 
 
 def _make_unlearn(model, l2):
     """(deleted [C], arrays) -> UnlearnResult batched over the C deletions."""
-    if model.name == "ridge":
+    if model.name in ("ridge", "ridge-onehot"):
 
         def fn(deleted, arrays):
+            targets = _targets(model, arrays["labels"], arrays["features"].dtype)
             return jax.vmap(
                 lambda d: _unlearning.unlearn_ridge(
-                    arrays["theta"],
-                    arrays["factor"],
-                    arrays["features"],
-                    arrays["labels"],
-                    d,
-                    l2=l2,
+                    arrays["theta"], arrays["factor"], arrays["features"], targets, d, l2=l2
                 )
             )(deleted)
 
@@ -689,6 +800,7 @@ def _make_unlearn(model, l2):
         masks = _unlearning.deletion_masks(
             deleted, arrays["features"].shape[0], arrays["features"].dtype
         )
+        dense = not isinstance(arrays["factor"], _solvers.NystromPreconditioner)
         return jax.vmap(
             lambda w: _unlearning.unlearn_retrain(
                 model,
@@ -697,32 +809,54 @@ def _make_unlearn(model, l2):
                 arrays["labels"],
                 w,
                 l2=l2,
-                precond_factor=arrays["factor"],
+                precond_factor=arrays["factor"] if dense else None,
+                preconditioner=None if dense else arrays["factor"],
+                cg_max_steps=500,
             )
         )(masks)
 
     return fn
 
 
-def _make_attacks(model, fmap, l2, n_train, names):
-    """(θ⁻ [C, ...], arrays) -> {attack name: AttackResult batched over C}."""
+def _make_attacks(model, fmap, l2, n_train, names, box):
+    """(θ⁻ [C, ...], deleted [C], arrays) -> {attack name: AttackResult batched over C}."""
+    lower, upper = box
 
-    def fn(thetas_after, arrays):
+    def fn(thetas_after, deleted, arrays):
         theta = arrays["theta"]
+        if fmap.params is None:
+            apply = fmap.apply
+        else:
+
+            def apply(x):
+                return _features.rff_apply(arrays["rff"], x)
+
+        invert = None
+        if fmap.invert is None:
+            invert = _attacks.feature_inverter(
+                apply, arrays["public_x"], arrays["public_features"], lower=lower, upper=upper
+            )
         out = {}
         count = thetas_after.shape[0]
+        prior = _attacks.avg(
+            arrays["public_x"], arrays["public_labels"], model.task, model.num_outputs
+        )
+        matvec = _attacks.public_hessian_matvec(
+            model,
+            theta,
+            arrays["public_features"],
+            n_train=n_train,
+            l2=l2,
+            public_labels=arrays["public_labels"] if model.hessian_uses_labels else None,
+        )
         if "hrec" in names:
-            matvec = _attacks.public_hessian_matvec(
-                model, theta, arrays["public_features"], n_train=n_train, l2=l2
-            )
-            out["hrec"] = jax.vmap(lambda t: _attacks.hrec(model, fmap, theta, t, matvec))(
-                thetas_after
-            )
+            out["hrec"] = jax.vmap(
+                lambda t: _attacks.hrec(
+                    model, fmap, theta, t, matvec, invert=invert, fallback=prior
+                )
+            )(thetas_after)
         if "avg" in names:
-            res = _attacks.avg(
-                arrays["public_x"], arrays["public_labels"], model.task, model.num_outputs
-            )
-            out["avg"] = jax.tree.map(lambda a: jnp.broadcast_to(a, (count,) + a.shape), res)
+            out["avg"] = jax.tree.map(lambda a: jnp.broadcast_to(a, (count,) + a.shape), prior)
         if "maxdiff" in names:
             out["maxdiff"] = jax.vmap(
                 lambda t: _attacks.maxdiff(
@@ -734,9 +868,89 @@ def _make_attacks(model, fmap, l2, n_train, names):
                     arrays["public_labels"],
                 )
             )(thetas_after)
+        if "informed" in names:
+            masks = _unlearning.deletion_masks(
+                deleted, arrays["features"].shape[0], arrays["features"].dtype
+            )
+            out["informed"] = jax.vmap(
+                lambda w: _attacks.informed(
+                    model,
+                    fmap,
+                    theta,
+                    arrays["features"],
+                    arrays["labels"],
+                    w,
+                    l2=l2,
+                    invert=invert,
+                    fallback=prior,
+                )
+            )(masks)
+        if "gradmatch" in names:
+            if model.task == REGRESSION:
+                pub = arrays["public_labels"]
+                candidates = jnp.stack([jnp.min(pub), jnp.max(pub)])
+            else:
+                candidates = jnp.arange(model.num_outputs or 2, dtype=jnp.int32)
+            starts = jnp.mean(arrays["public_x"], axis=0, keepdims=True)
+
+            def loss_fn(t, x, y):
+                return _models.loss(model, t, apply(x), y)
+
+            out["gradmatch"] = jax.vmap(
+                lambda t: _attacks.gradmatch(
+                    loss_fn, theta, t, matvec, starts, candidates, lower=lower, upper=upper
+                )
+            )(thetas_after)
+        if "updates-leak" in names:
+            out["updates-leak"] = jax.vmap(
+                lambda t: _attacks.apply_updates_leak_decoder(
+                    arrays["decoder"],
+                    _attacks.updates_leak_signature(model, theta, t, arrays["probe_features"]),
+                )
+            )(thetas_after)
         return out
 
     return fn
+
+
+def _updates_leak_decoder(
+    model, l2, arrays_in, unlearn_fn, box, key, *, probes=32, shadow_deletions=400
+):
+    """Updates-Leak (Salem et al. 2020) from public data only: a shadow model trained on the
+    public samples (minus a fixed probe set), its own exact deletions (the same unlearning
+    kernel), and a decoder from update signatures (posterior changes on the probes) to the
+    deleted records."""
+    public_f, public_y = arrays_in["public_features"], arrays_in["public_labels"]
+    public_x = arrays_in["public_x"]
+    m = public_f.shape[0]
+    if m < probes + 10:
+        raise InputError(
+            f"--attacks: updates-leak needs at least {probes + 10} public samples, got {m}"
+        )
+    probe_f = public_f[:probes]
+    shadow_f, shadow_y, shadow_x = public_f[probes:], public_y[probes:], public_x[probes:]
+    k_fit, k_factor, k_dec = jax.random.split(key, 3)
+    shadow_theta = _train(model, shadow_f, shadow_y, l2, k_fit).params
+    shadow = {
+        "features": shadow_f,
+        "labels": shadow_y,
+        "theta": shadow_theta,
+        "factor": _shared_factor(model, shadow_theta, shadow_f, shadow_y, l2, k_factor),
+    }
+    count = min(shadow_deletions, shadow_f.shape[0])
+    after = unlearn_fn(jnp.arange(count), shadow).params
+    signatures = jax.vmap(
+        lambda t: _attacks.updates_leak_signature(model, shadow_theta, t, probe_f)
+    )(after)
+    num_classes = (
+        model.num_outputs if model.task == MULTICLASS else (None if model.task == REGRESSION else 2)
+    )
+    decoder = jax.jit(
+        lambda s, x, y: _attacks.fit_updates_leak_decoder(
+            k_dec, s, x, y, num_classes=num_classes, lower=box[0], upper=box[1]
+        )
+    )(signatures, shadow_x[:count], shadow_y[:count])
+    return decoder, probe_f
 
 
 def _score(model, names, out, x_true, y_true, train_index, deleted):
@@ -769,6 +983,9 @@ def _score(model, names, out, x_true, y_true, train_index, deleted):
             "mse_mean": float(np.mean(err)),
             "label_accuracy": label_acc,
         }
+        if name in ("hrec", "informed"):
+            # score 0: the deletion left no trace; the attack answered its prior (Avg).
+            summary[name]["no_signal"] = int(np.sum(out[f"score_{name}"] == 0))
         if model.task == REGRESSION:
             summary[name]["label_mae"] = float(np.mean(np.abs(np.asarray(y_hat) - y_true)))
     return rows, summary
@@ -803,9 +1020,16 @@ def _grid(dataset, train_index, deleted, out, names):
         picks = list(range(min(10, len(deleted))))
         titles = [f"#{deleted[i]}" for i in picks]
     rows = [("original", dataset.x[train_index][deleted][picks])]
-    for name, label in (("hrec", "HRec"), ("maxdiff", "MaxDiff")):
-        if name in names:
-            rows.append((label, out[f"x_{name}"][picks]))
+    labels = {
+        "hrec": "HRec",
+        "maxdiff": "MaxDiff",
+        "avg": "Avg",
+        "informed": "Informed",
+        "gradmatch": "GradMatch",
+        "updates-leak": "Updates-Leak",
+    }
+    for name in names:
+        rows.append((labels[name], out[f"x_{name}"][picks]))
     return titles, rows
 
 
