@@ -644,15 +644,22 @@ def _check_finite(unlearned, deleted: np.ndarray, train_index: np.ndarray) -> No
 
 def _hessian_report(model, l2, n_train, arrays_in) -> dict[str, float]:
     """Condition number of the attacker's public Hessian estimate Ĥ (ill-conditioning check)."""
-    matvec = _attacks.public_hessian_matvec(
-        model,
-        arrays_in["theta"],
-        arrays_in["public_features"],
-        n_train=n_train,
-        l2=l2,
-        public_labels=arrays_in["public_labels"] if model.hessian_uses_labels else None,
+
+    def extremes(theta, public_features, public_labels):
+        matvec = _attacks.public_hessian_matvec(
+            model,
+            theta,
+            public_features,
+            n_train=n_train,
+            l2=l2,
+            public_labels=public_labels if model.hessian_uses_labels else None,
+        )
+        return _attacks.hessian_extreme_eigenvalues(matvec, theta)
+
+    # Arrays go in as arguments: closed over, XLA would constant-fold the products.
+    lo, hi = jax.jit(extremes)(
+        arrays_in["theta"], arrays_in["public_features"], arrays_in["public_labels"]
     )
-    lo, hi = jax.jit(lambda: _attacks.hessian_extreme_eigenvalues(matvec, arrays_in["theta"]))()
     return {
         "min_eigenvalue": float(lo),
         "max_eigenvalue": float(hi),
