@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class FeatureMap(NamedTuple):
@@ -83,12 +84,16 @@ def rff_params(
     """
     _check_positive_int("input_dim", input_dim)
     _check_positive_int("num_features", num_features)
-    if not (isinstance(bandwidth, int | float) and math.isfinite(bandwidth) and bandwidth > 0):
+    try:
+        sigma = float(bandwidth)
+    except (TypeError, ValueError):
+        sigma = float("nan")
+    if isinstance(bandwidth, bool) or not math.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"bandwidth must be a finite number > 0, got {bandwidth!r}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"dtype must be a floating dtype, got {dtype!r}")
     k_weights, k_phases = jax.random.split(key)
-    weights = jax.random.normal(k_weights, (num_features, input_dim), dtype) / bandwidth
+    weights = jax.random.normal(k_weights, (num_features, input_dim), dtype) / sigma
     phases = jax.random.uniform(k_phases, (num_features,), dtype, 0.0, 2 * jnp.pi)
     return RFFParams(weights, phases)
 
@@ -102,7 +107,7 @@ def rff_apply(params: RFFParams, x: jax.Array) -> jax.Array:
     phases = params.phases.astype(x.dtype)
     num_features = weights.shape[0]
     proj = jnp.einsum("...d,fd->...f", x, weights)
-    proj = proj + phases.reshape((1,) * (proj.ndim - 1) + phases.shape)
+    proj = proj + phases.reshape((1,) * (proj.ndim - 1) + (num_features,))
     return add_bias(jnp.sqrt(jnp.asarray(2.0 / num_features, x.dtype)) * jnp.cos(proj))
 
 
@@ -184,5 +189,5 @@ def median_bandwidth(x: jax.Array, *, max_samples: int = 2000) -> jax.Array:
 
 
 def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -210,7 +210,7 @@ def svm_model(num_classes: int | None = None) -> Model:
 
     def label_from_gradient(z_hat, q_hat):
         candidates = jax.vmap(lambda c: dloss_z(z_hat, c))(jnp.arange(k))
-        return jnp.argmin(jnp.sum((candidates - q_hat[None]) ** 2, axis=-1)).astype(jnp.int32)
+        return jnp.argmin(jnp.sum((candidates - q_hat[None, :]) ** 2, axis=-1)).astype(jnp.int32)
 
     return Model(
         name="svm",

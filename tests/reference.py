@@ -76,3 +76,59 @@ def newton(grad, hess, theta0, steps=50, tol=1e-13):
             break
         theta = theta - np.linalg.solve(hess(theta), g.reshape(-1)).reshape(theta.shape)
     return theta
+
+
+def rbf_kernel(x, z, bandwidth):
+    """Gaussian kernel k(x, z) = exp(−‖x − z‖² / (2σ²)) for rows of x [a, d] and z [b, d]."""
+    d2 = ((x[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    return np.exp(-d2 / (2 * bandwidth**2))
+
+
+def median_pairwise_distance(x):
+    """Median of ‖x_i − x_j‖ over pairs i < j."""
+    i, j = np.triu_indices(len(x), k=1)
+    return np.median(np.linalg.norm(x[i] - x[j], axis=1))
+
+
+def squared_hinge_signs(y, k=None):
+    """s = 2y − 1 (binary, y in {0, 1}) or s_ik = +1 if k == y_i else −1 (one-vs-rest)."""
+    if k is None:
+        return 2.0 * y - 1
+    return 2.0 * np.eye(k)[y] - 1
+
+
+def squared_hinge_objective(theta, p, y, l2, w):
+    s = squared_hinge_signs(y, None if theta.ndim == 1 else theta.shape[1])
+    h = np.maximum(0, 1 - s * (p @ theta))
+    per = h**2 if theta.ndim == 1 else (h**2).sum(1)
+    return np.sum(w * per) + 0.5 * l2 * np.sum(theta * theta)
+
+
+def squared_hinge_grad(theta, p, y, l2, w):
+    """∇ = Pᵀ(w ⊙ −2 s max(0, 1 − s z)) + λθ."""
+    s = squared_hinge_signs(y, None if theta.ndim == 1 else theta.shape[1])
+    dz = -2 * s * np.maximum(0, 1 - s * (p @ theta))
+    ww = w if theta.ndim == 1 else w[:, None]
+    return p.T @ (ww * dz) + l2 * theta
+
+
+def squared_hinge_hessian(theta, p, y, l2, w):
+    """Generalised Hessian over vec(Θ) (row-major d*K + k): Σ w_i 2[s z < 1] (p pᵀ) ⊗ e_k e_kᵀ."""
+    if theta.ndim == 1:
+        s = squared_hinge_signs(y)
+        act = 2.0 * (s * (p @ theta) < 1)
+        return p.T @ ((w * act)[:, None] * p) + l2 * np.eye(p.shape[1])
+    n, d = p.shape
+    k = theta.shape[1]
+    s = squared_hinge_signs(y, k)
+    act = 2.0 * (s * (p @ theta) < 1)
+    h = np.zeros((d * k, d * k))
+    for i in range(n):
+        h += w[i] * np.kron(np.outer(p[i], p[i]), np.diag(act[i]))
+    return h + l2 * np.eye(d * k)
+
+
+def onehot_ridge_grad(theta, p, y, l2, w):
+    """∇ = Pᵀ W (PΘ − Y_onehot) + λΘ."""
+    t = np.eye(theta.shape[1])[y]
+    return p.T @ (w[:, None] * (p @ theta - t)) + l2 * theta
