@@ -38,6 +38,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from jaxrecon import models as _models
+from jaxrecon import solvers as _solvers
 from jaxrecon.features import FeatureMap
 from jaxrecon.models import BINARY, REGRESSION, Model
 
@@ -195,12 +196,10 @@ def decode_gradient(
         p_hat = grad / _nonzero(q_hat)
         score = jnp.abs(q_hat) / jnp.maximum(jnp.linalg.norm(grad), tiny)
     else:
-        eigvals, eigvecs = jnp.linalg.eigh(grad.T @ grad)
-        v = eigvecs[:, -1]
+        v, score = _top_right_singular(grad)
         a = grad @ v
         p_hat = a / _nonzero(a[-1])
         q_hat = a[-1] * v
-        score = eigvals[-1] / jnp.maximum(jnp.sum(eigvals), tiny)
     y_hat = model.label_from_gradient(p_hat @ params_before, q_hat)
     return p_hat, y_hat, score
 
@@ -432,13 +431,17 @@ def inversion_starts(
     *,
     num_nearest: int = 2,
 ) -> jax.Array:
-    """Starting points for `invert_features`: the public mean and the `num_nearest` public samples
-    nearest to p̂ in feature space (Euclidean). Returns [1 + num_nearest, d]."""
+    """Starting points for `invert_features`: the public mean and the nearest public samples.
+
+    Returns [1 + num_nearest, d]: the mean public input, then the `num_nearest` public inputs
+    whose features are closest to p̂ (Euclidean, in feature space).
+    """
     _check_count("num_nearest", num_nearest, minimum=0)
     mean = jnp.mean(public_x, axis=0, keepdims=True)
     if num_nearest == 0:
         return mean
-    dist = jnp.sum((public_features - target[None]) ** 2, axis=-1)
+    # ‖p_k − p̂‖² up to the constant ‖p̂‖², without an [m, D] temporary per target.
+    dist = jnp.sum(public_features * public_features, axis=-1) - 2 * (public_features @ target)
     _, idx = lax.top_k(-dist, num_nearest)
     return jnp.concatenate([mean, public_x[idx]], axis=0)
 
@@ -670,12 +673,12 @@ def fit_updates_leak_decoder(
     _check_rate("learning_rate", learning_rate)
     dtype = targets.dtype
     sig = _unit_rows(signatures.astype(dtype))
-    in_mean = jnp.mean(sig, axis=0, keepdims=True)
-    in_scale = jnp.std(sig, axis=0, keepdims=True) + 1e-8
-    out_mean = jnp.mean(targets, axis=0, keepdims=True)
-    out_scale = jnp.std(targets, axis=0, keepdims=True) + 1e-8
-    inputs = (sig - in_mean) / in_scale
-    outputs = (targets - out_mean) / out_scale
+    in_mean = jnp.mean(sig, axis=0)
+    in_scale = jnp.std(sig, axis=0) + 1e-8
+    out_mean = jnp.mean(targets, axis=0)
+    out_scale = jnp.std(targets, axis=0) + 1e-8
+    inputs = (sig - in_mean[None, :]) / in_scale[None, :]
+    outputs = (targets - out_mean[None, :]) / out_scale[None, :]
     label_dim = 0 if labels is None else (1 if num_classes is None else int(num_classes))
     net = _Decoder(tuple(int(h) for h in hidden), targets.shape[1], label_dim)
     params = jax.tree.map(lambda a: a.astype(dtype), net.init(key, inputs[:1]))
@@ -698,9 +701,6 @@ def fit_updates_leak_decoder(
         return (optax.apply_updates(params, updates), state), None
 
     (params, _), _ = lax.scan(step, (params, opt.init(params)), None, length=steps)
-    in_mean, in_scale, out_mean, out_scale = (
-        a[0] for a in (in_mean, in_scale, out_mean, out_scale)
-    )
     box = jnp.broadcast_to(jnp.asarray(lower, dtype), out_mean.shape)
     top = jnp.broadcast_to(jnp.asarray(upper, dtype), out_mean.shape)
     return UpdatesLeakDecoder(params, in_mean, in_scale, out_mean, out_scale, box, top)
@@ -761,12 +761,37 @@ def _gauss_newton(residual, x0, clip, num_steps):
         jac = jax.jacfwd(residual)(x)
         jtj = jac.T @ jac
         damping = 1e-10 * jnp.trace(jtj) / dim + jnp.finfo(x.dtype).tiny
-        new = clip(x - jnp.linalg.solve(jtj + damping * jnp.eye(dim, dtype=x.dtype), jac.T @ r))
+        # CG rather than LAPACK (see `_top_right_singular`); JᵀJ + δI is SPD and d is small.
+        system = jtj + damping * jnp.eye(dim, dtype=x.dtype)
+        step = _solvers.conjugate_gradient(
+            lambda v: system @ v, jac.T @ r, tol=1e-14, max_steps=2 * dim
+        )
+        new = clip(x - step)
         r_new = residual(new)
         return jnp.where(jnp.sum(r_new * r_new) < jnp.sum(r * r), new, x), None
 
     x, _ = lax.scan(step, x0, None, length=num_steps)
     return x
+
+
+def _top_right_singular(g: jax.Array, iterations: int = 100) -> tuple[jax.Array, jax.Array]:
+    """Top right singular vector v of g [D, K] and σ₁² / ‖g‖²_F, by power iteration on gᵀg.
+
+    Pure XLA ops instead of LAPACK's eigh: a vmapped eigh next to other batched work in one jitted
+    kernel wedged XLA's CPU thread pool (jax 0.10.1). Starts from the column of gᵀg with the
+    largest diagonal entry, which is exactly the top vector when g is rank one; otherwise the
+    error shrinks like (σ₂/σ₁)^(2·iterations).
+    """
+    tiny = jnp.finfo(g.dtype).tiny
+    gram = g.T @ g
+    gram = gram / jnp.maximum(jnp.trace(gram), tiny)
+
+    def unit(v):
+        return v / jnp.maximum(jnp.linalg.norm(v), tiny)
+
+    start = gram[:, jnp.argmax(jnp.diagonal(gram))]
+    v = lax.fori_loop(0, iterations, lambda _, v: unit(gram @ v), unit(start))
+    return v, v @ gram @ v
 
 
 def _min_change(min_change, dtype) -> float:
