@@ -19,7 +19,8 @@ Benchmarks (key: jaxrecon kernel vs reference):
 - ridge_exact_unlearning: `unlearn_ridge` vmapped over B = 1,000 [B, 1] positions vs sklearn
   `Ridge` refit per deletion.
 - logistic_exact_unlearning / softmax_exact_unlearning (D = 785, K = 10): `unlearn_retrain`
-  vmapped over a chunk of deletion masks vs sklearn `LogisticRegression` refit per deletion.
+  vmapped over deletion masks (logistic: all B = 1,000 in one call; softmax: a chunk of 100, the
+  pipeline's default chunk) vs sklearn `LogisticRegression` refit per deletion.
 - hrec_ridge / hrec_softmax / hrec_rff_softmax (4,096 random Fourier features): `hrec` with
   `public_hessian_matvec`, B = 1,000, vs a NumPy loop over the deletions.
 
@@ -32,8 +33,11 @@ float32) for both sides. scikit-learn's reference solver is `newton-cg`, warm-st
 `tol` lowered (1e-8, 1e-9, ...) until its solution also reaches <= 1e-8 in our norm: during
 development the default `lbfgs` stalled near 3e-7 and `newton-cholesky` was 4-10x slower.
 
-The machine's ceiling is a matmul [n, D] x [D, B] in the same dtype and run; every kernel's
-achieved FLOP/s (dominant operations, counted in the comments) is reported as a fraction of it.
+The machine's ceiling is a matmul of the kernels' size, [n, D] x [D, B], in the same dtype and
+run: three layouts (P V, Pᵀ R, contiguous Pᵀ times R), measured at the start and at the end of the
+run, the fastest taken, so fractions are conservative. Every kernel's achieved FLOP/s (dominant
+operations, counted in the comments) is reported as a fraction of it. The load average at start
+and end is recorded: other processes on the machine skew every number.
 For the retraining kernels the Newton / CG / line-search calls are counted in an extra, untimed
 pass of the same vmapped kernel (lockstep: every lane pays for the slowest one).
 
@@ -924,14 +928,16 @@ def run_e2e(
     data_dir: str | None = None,
     dtype: str = "float64",
     timeout: float = 3600,
+    root: str | os.PathLike = ROOT,
 ) -> dict[str, Any]:
     """Runs `python -m jaxrecon.cli run ...` as a subprocess; wall time by stage and peak RSS.
 
     Returns {"skipped": reason} when the CLI does not know `dataset` (exit code 2 and "unknown
     data set" on stderr), otherwise the stages (summary.json `timing_s`, plus the remainder:
     start-up, data, the shared Hessian factor, compiles, metrics, writing), peak RSS of the
-    subprocess (os.wait4) and the headline numbers.
+    subprocess (os.wait4) and the headline numbers. `root`: the checkout whose jaxrecon runs.
     """
+    root = pathlib.Path(root)
     data_dir = data_dir or str(ROOT.parent / "shared" / "data")
     with tempfile.TemporaryDirectory(prefix="jaxrecon-e2e-") as tmp:
         out = os.path.join(tmp, "run")
@@ -958,11 +964,11 @@ def run_e2e(
             out,
             "--quiet",
         ]
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         log_path = os.path.join(tmp, "log.txt")
         t0 = time.perf_counter()
         with open(log_path, "w") as log:
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env)
             try:
                 _, status, usage = _wait4(proc.pid, timeout)
             except TimeoutError:
@@ -990,6 +996,7 @@ def run_e2e(
     attacks = summary.get("attacks", {})
     return {
         "command": " ".join(cmd),
+        "root": str(root),
         "wall_s": wall,
         "stages_s": stages,
         "peak_rss_bytes": usage.ru_maxrss * 1024,
@@ -1066,6 +1073,7 @@ def run(
         log(f"  done in {results[name]['wall_s']:.1f} s")
     end = measure_matmul(config)
     ceiling = max(matmul["flops_per_s"], end["flops_per_s"])
+    results["environment"]["load_average_end"] = os.getloadavg()
     results["matmul_flops_per_s"] = ceiling
     results["matmul"] = {
         "size": [config.n_train, config.input_dim + 1, config.deletions],
@@ -1093,6 +1101,7 @@ def _environment(config: Config) -> dict[str, Any]:
         "sklearn": sklearn.__version__,
         "python": platform.python_version(),
         "dtype": config.dtype,
+        "load_average_start": os.getloadavg(),
     }
 
 
@@ -1114,9 +1123,11 @@ def format_table(results: dict[str, Any]) -> str:
             f"{name:<28}{r['jaxrecon_s_per_deletion']:>15.3e}{ref:>17}{ratio:>10}"
             f"{r['flops_fraction']:>13.2f}{r['compile_s']:>11.1f}{r['setup_s']:>10.1f}"
         )
+    env = results["environment"]
     lines.append(
-        f"matmul ceiling: {results['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s "
-        f"({results['environment']['dtype']}, {results['environment']['backend']})"
+        f"matmul ceiling: {results['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s ({env['dtype']}, "
+        f"{env['backend']}); load average start {env['load_average_start'][0]:.1f}, end "
+        f"{env.get('load_average_end', [float('nan')])[0]:.1f} on {env['cpu_count']} CPUs"
     )
     lines.append("")
     lines.append("checks (same run):")
@@ -1206,6 +1217,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--e2e-dataset", default="mnist", help=argparse.SUPPRESS)
     parser.add_argument("--e2e-sizes", default="10000,10000,1000", help=argparse.SUPPRESS)
+    parser.add_argument("--e2e-root", default=str(ROOT), help=argparse.SUPPRESS)
     return parser
 
 
@@ -1231,6 +1243,7 @@ def main(argv: list[str] | None = None) -> int:
             deletions=deletions,
             data_dir=args.data_dir,
             dtype=args.dtype,
+            root=args.e2e_root,
         )
         results["e2e"] = e2e
     if not args.e2e_only:
