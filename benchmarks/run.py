@@ -61,7 +61,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -230,26 +230,57 @@ def _compile(fn: Callable, *args) -> tuple[Callable, float]:
     return compiled, time.perf_counter() - t0
 
 
-def _time_calls(compiled: Callable, args: tuple, repeats: int) -> tuple[Any, float, list[float]]:
-    """One warm-up call, then the median wall time of `repeats` calls."""
+class Timing(NamedTuple):
+    """Median seconds of repeated calls: wall clock, and this process's CPU time (all threads).
+
+    CPU time is a cross-check that other processes on the machine inflate less than wall time.
+    """
+
+    wall: float
+    cpu: float
+
+    def __truediv__(self, count: float) -> Timing:
+        return Timing(self.wall / count, self.cpu / count)
+
+    def __add__(self, other: Timing) -> Timing:
+        return Timing(self.wall + other.wall, self.cpu + other.cpu)
+
+
+def _clock() -> Timing:
+    return Timing(time.perf_counter(), time.process_time())
+
+
+def _since(start: Timing) -> Timing:
+    now = _clock()
+    return Timing(now.wall - start.wall, now.cpu - start.cpu)
+
+
+def _median(timings: list[Timing]) -> Timing:
+    return Timing(
+        float(np.median([t.wall for t in timings])), float(np.median([t.cpu for t in timings]))
+    )
+
+
+def _time_calls(compiled: Callable, args: tuple, repeats: int) -> tuple[Any, Timing]:
+    """One warm-up call, then the median times of `repeats` calls."""
     out = _block(compiled(*args))
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        start = _clock()
         out = _block(compiled(*args))
-        times.append(time.perf_counter() - t0)
-    return out, float(np.median(times)), times
+        times.append(_since(start))
+    return out, _median(times)
 
 
-def _time_each(fn: Callable, items, *, warmup: int = 1) -> tuple[list[Any], float]:
-    """Calls fn(item) for each item; the first `warmup` calls are not timed. Median seconds."""
+def _time_each(fn: Callable, items, *, warmup: int = 1) -> tuple[list[Any], Timing]:
+    """Calls fn(item) for each item; the first `warmup` calls are not timed. Median times."""
     outs, times = [], []
     for i, item in enumerate(items):
-        t0 = time.perf_counter()
+        start = _clock()
         outs.append(fn(item))
         if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return outs, float(np.median(times))
+            times.append(_since(start))
+    return outs, _median(times)
 
 
 def measure_matmul(config: Config) -> dict[str, Any]:
@@ -275,8 +306,8 @@ def measure_matmul(config: Config) -> dict[str, Any]:
     rates = {}
     for name, (fn, lhs, rhs) in layouts.items():
         compiled, _ = _compile(fn, lhs, rhs)
-        _, seconds, _ = _time_calls(compiled, (lhs, rhs), max(3, config.repeats))
-        rates[name] = flops / seconds
+        _, timing = _time_calls(compiled, (lhs, rhs), max(3, config.repeats))
+        rates[name] = flops / timing.wall
     return {"flops": flops, "flops_per_s": max(rates.values()), "layouts": rates}
 
 
@@ -349,22 +380,31 @@ def _np_rel_grad_norm(kind: str, theta, p, y, l2) -> float:
 
 
 def _result(
-    ours_s: float,
-    ref_s: float | None,
+    ours: Timing,
+    ref: Timing | None,
     flops: float,
     matmul: dict[str, float],
     **extra,
 ) -> dict[str, Any]:
-    achieved = flops / ours_s
+    """One benchmark's JSON entry; `ours` and `ref` are per deletion."""
+    achieved = flops / ours.wall
     return {
-        "jaxrecon_s_per_deletion": ours_s,
-        "reference_s_per_deletion": ref_s,
-        "ratio": None if ref_s is None else ref_s / ours_s,
+        "jaxrecon_s_per_deletion": ours.wall,
+        "reference_s_per_deletion": None if ref is None else ref.wall,
+        "ratio": None if ref is None else ref.wall / ours.wall,
         "flops_fraction": achieved / matmul["flops_per_s"],
         "flops_per_deletion": flops,
         "achieved_flops_per_s": achieved,
         "matmul_flops_per_s": matmul["flops_per_s"],
+        "jaxrecon_cpu_s_per_deletion": ours.cpu,
+        "reference_cpu_s_per_deletion": None if ref is None else ref.cpu,
+        "ratio_cpu_time": None if ref is None or not ours.cpu else ref.cpu / ours.cpu,
     } | extra
+
+
+def _loaded_reference(reference: dict[str, Any]) -> Timing:
+    wall = reference["reference_s_per_deletion"]
+    return Timing(wall, reference.get("reference_cpu_s_per_deletion") or wall)
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,8 +462,8 @@ def bench_ridge_unlearning(config, data, matmul, cache, reference=None) -> dict[
         jnp.asarray(deleted[:, None]),
     )
     compiled, compile_s = _compile(_ridge_kernel(l2), *args)
-    out, seconds, _ = _time_calls(compiled, args, config.repeats)
-    ours = seconds / b
+    out, timing = _time_calls(compiled, args, config.repeats)
+    ours = timing / b
     # FLOPs per deletion: cho_solve = two triangular solves with one right-hand side (2·D²); the
     # gradient-norm check on the retained data: P θ⁻, Pᵀ(w ⊙ r) and Pᵀ(w ⊙ y) (3 × 2nD). The
     # 1×1 capacitance and residual are O(D).
@@ -451,7 +491,7 @@ def bench_ridge_unlearning(config, data, matmul, cache, reference=None) -> dict[
         }
         ref_name = "sklearn Ridge(alpha=l2, fit_intercept=False) refit on the retained rows"
     else:
-        ref, ref_name = reference["reference_s_per_deletion"], reference["reference"]
+        ref, ref_name = _loaded_reference(reference), reference["reference"]
     return _result(
         ours,
         ref,
@@ -537,8 +577,8 @@ def bench_retrain_unlearning(kind, config, data, matmul, cache, reference=None) 
 
     args = (theta, factor, features, labels, jnp.asarray(deleted))
     compiled, compile_s = _compile(kernel, *args)
-    out, seconds, _ = _time_calls(compiled, args, config.repeats)
-    ours = seconds / chunk
+    out, timing = _time_calls(compiled, args, config.repeats)
+    ours = timing / chunk
 
     # Untimed counting pass of the same vmapped kernel: executed calls per chunk.
     counts: dict[str, int] = {}
@@ -574,7 +614,7 @@ def bench_retrain_unlearning(kind, config, data, matmul, cache, reference=None) 
         ref, ref_checks, ref_name = _sklearn_retrain(kind, config, data, theta, deleted, out, tol)
         checks |= ref_checks
     else:
-        ref, ref_name = reference["reference_s_per_deletion"], reference["reference"]
+        ref, ref_name = _loaded_reference(reference), reference["reference"]
     return _result(
         ours,
         ref,
@@ -709,13 +749,13 @@ def _hrec_kernel(model, fmap, n_train, l2, batch):
 def _np_hrec_loop(kind, theta, thetas_after, p_pub, n_train, l2, picks):
     """The straightforward NumPy HRec: per deletion g = Ĥ(θ⁻ − θ⁺) matrix-free, then normalise.
 
-    Returns (setup seconds, per-deletion seconds, [p̂ per pick]). Ridge: p̂ = g / g[-1].
+    Returns (setup Timing, per-deletion Timing, [p̂ per pick]). Ridge: p̂ = g / g[-1].
     Softmax: top right singular vector v of G (eigh of GᵀG), a = G v, p̂ = a / a[-1].
     """
     scale = (n_train - 1) / p_pub.shape[0]
-    t0 = time.perf_counter()
+    start = _clock()
     probs = None if kind == "ridge" else _softmax_np(p_pub @ theta)
-    setup = time.perf_counter() - t0
+    setup = _since(start)
 
     def one(i):
         delta = thetas_after[i] - theta
@@ -735,9 +775,9 @@ def _np_hrec_loop(kind, theta, thetas_after, p_pub, n_train, l2, picks):
 
 def _np_hrec_ridge_dense(theta, thetas_after, p_pub, n_train, l2, picks):
     """NumPy HRec with Ĥ = ((n−1)/m) PᵀP + l2·I formed once (cheap for ridge, D = 785)."""
-    t0 = time.perf_counter()
+    start = _clock()
     hess = (n_train - 1) / p_pub.shape[0] * (p_pub.T @ p_pub) + l2 * np.eye(p_pub.shape[1])
-    setup = time.perf_counter() - t0
+    setup = _since(start)
 
     def one(i):
         g = hess @ (thetas_after[i] - theta)
@@ -795,8 +835,8 @@ def bench_hrec(kind, config, data, matmul, cache, reference=None) -> dict[str, A
     kernel = _hrec_kernel(model, fmap, n, l2, config.hrec_batch)
     args = (theta, thetas_after, p_pub)
     compiled, compile_s = _compile(kernel, *args)
-    out, seconds, _ = _time_calls(compiled, args, config.repeats)
-    ours = seconds / b
+    out, timing = _time_calls(compiled, args, config.repeats)
+    ours = timing / b
     # FLOPs per deletion: Ĥ-vector product = P_pub Δ and P_pubᵀ(...) (2 × 2mDK); softmax adds
     # GᵀG (2DK²) and G v (2DK); the K×K eigh and the normalisation are O(K³ + DK).
     m = config.n_public
@@ -826,12 +866,12 @@ def bench_hrec(kind, config, data, matmul, cache, reference=None) -> dict[str, A
         setup, per, outs = _np_hrec_loop(base, theta_np, after_np, pub_np, n, l2, picks)
         ref = setup / b + per
         ref_name = "NumPy loop over deletions, matrix-free Ĥ(θ⁻ − θ⁺) (same FLOPs)"
-        checks["reference_loop_s_per_deletion"] = ref
+        checks["reference_loop_s_per_deletion"] = ref.wall
         if kind == "ridge":
             setup_d, per_d, _ = _np_hrec_ridge_dense(theta_np, after_np, pub_np, n, l2, picks)
             dense = setup_d / b + per_d
-            checks["reference_dense_hessian_s_per_deletion"] = dense
-            if dense < ref:
+            checks["reference_dense_hessian_s_per_deletion"] = dense.wall
+            if dense.wall < ref.wall:
                 ref = dense
                 ref_name = "NumPy loop over deletions with Ĥ formed once (faster than matrix-free)"
         diff = max(
@@ -841,7 +881,7 @@ def bench_hrec(kind, config, data, matmul, cache, reference=None) -> dict[str, A
         checks["recon_rel_diff_vs_numpy"] = diff
         checks["matches_numpy"] = diff <= PARAM_TOL[config.dtype]
     else:
-        ref, ref_name = reference["reference_s_per_deletion"], reference["reference"]
+        ref, ref_name = _loaded_reference(reference), reference["reference"]
     return _result(
         ours,
         ref,
@@ -1109,7 +1149,7 @@ def format_table(results: dict[str, Any]) -> str:
     """The readable summary: one row per benchmark, then the checks and the acceptance targets."""
     head = (
         f"{'benchmark':<28}{'jaxrecon s/del':>15}{'reference s/del':>17}{'ratio':>10}"
-        f"{'FLOP/s frac':>13}{'compile s':>11}{'setup s':>10}"
+        f"{'(CPU time)':>11}{'FLOP/s frac':>13}{'compile s':>11}{'setup s':>10}"
     )
     lines = [head, "-" * len(head)]
     for name in BENCHMARKS:
@@ -1119,8 +1159,9 @@ def format_table(results: dict[str, Any]) -> str:
         ref_s = r["reference_s_per_deletion"]
         ref = "-" if ref_s is None else f"{ref_s:.3e}"
         ratio = "-" if r["ratio"] is None else _ratio(r["ratio"])
+        cpu = "-" if r["ratio_cpu_time"] is None else _ratio(r["ratio_cpu_time"])
         lines.append(
-            f"{name:<28}{r['jaxrecon_s_per_deletion']:>15.3e}{ref:>17}{ratio:>10}"
+            f"{name:<28}{r['jaxrecon_s_per_deletion']:>15.3e}{ref:>17}{ratio:>10}{cpu:>11}"
             f"{r['flops_fraction']:>13.2f}{r['compile_s']:>11.1f}{r['setup_s']:>10.1f}"
         )
     env = results["environment"]
