@@ -12,13 +12,15 @@ for `jaxrecon/unlearning.py` would buy before anyone changes the library:
 - ridge: Sherman–Morrison with the gradient-norm check done in O(D²) with the shared H = PᵀP + λI
   and b = Pᵀy: ∇L₋(θ⁻) = H θ⁻ − b − p_j (p_jᵀθ⁻ − y_j), ∇L₋(0) = −(b − p_j y_j). The library
   recomputes it from the [n, D] data (6nD per deletion, 97% of the kernel's FLOPs).
-- logistic: every quantity at θ⁺ is shared (z⁺ = Pθ⁺, ∇L(θ⁺), ∇L(0)), so ∇L₋(θ⁺) and ∇L₋(0) cost
-  O(D); the first Newton step uses H₋(θ⁺) = H⁺ − ℓ''_j p_j p_jᵀ exactly by Sherman–Morrison on the
-  shared factor (no CG, no line search); later steps reuse it (chord iterations), each costing one
-  gradient on the retained data (4nD). The library spends ~40nD per deletion (gradients,
-  line-search objectives, CG Hessian-vector products).
-- softmax: the same bookkeeping; chord iterations with the shared factor of H⁺ (a rank-K
-  Woodbury correction would cost K solves with the [DK, DK] factor per deletion).
+- logistic / softmax: every quantity at θ⁺ is shared (z⁺ = Pθ⁺, ∇L(θ⁺), ∇L(0)), so ∇L₋(θ⁺) and
+  ∇L₋(0) cost O(DK); the first Newton step uses the exact retained Hessian at θ⁺,
+  H₋(θ⁺) = H⁺ − (p_j p_jᵀ) ⊗ ℓ''(z_j), by Woodbury on an explicit H⁺⁻¹ computed once from the
+  shared factor (rank 1 for logistic, rank K for softmax: with the explicit inverse all K columns
+  of H⁺⁻¹(p_j ⊗ I_K) cost one GEMM over the batch, where triangular solves would cost K); later
+  steps reuse it (chord iterations, no CG, no line search), each costing one gradient on the
+  retained data (4nDK), which doubles as the exactness check. The library spends ~40nDK per
+  deletion for logistic and ~115nDK for softmax (gradients, line-search objectives, CG
+  Hessian-vector products, preconditioner solves).
 """
 
 from __future__ import annotations
@@ -54,50 +56,63 @@ def ridge_unlearn_fast(theta, factor, hessian, pty, features, targets, deleted):
     return new, jnp.linalg.norm(grad) / jnp.linalg.norm(grad0)
 
 
-def glm_unlearn_chord(model, theta, factor, shared, features, labels, deleted, *, l2, tol, steps):
+def inverse_from_cholesky(factor):
+    """H⁻¹ = L⁻ᵀ L⁻¹ from the lower Cholesky factor (once per θ⁺; [P, P], about P³ FLOPs)."""
+    eye = jnp.eye(factor.shape[0], dtype=factor.dtype)
+    inv_factor = jax.scipy.linalg.solve_triangular(factor, eye, lower=True)
+    return inv_factor.T @ inv_factor
+
+
+def glm_unlearn_chord(model, theta, hinv, shared, features, labels, deleted, *, l2, tol, steps):
     """Exact GLM unlearning of one position by chord (fixed-Hessian Newton) iterations.
 
-    Starts from ∇L₋(θ⁺) = ∇L(θ⁺) − ∇ℓ(θ⁺; z_j) (O(D·K)); logistic steps solve with
-    H₋(θ⁺) = H⁺ − ℓ''_j p_j p_jᵀ (Sherman–Morrison, one extra pair of triangular solves),
-    softmax steps with H⁺. Each step after the first evaluates the retained gradient (4nDK).
+    Starts from ∇L₋(θ⁺) = ∇L(θ⁺) − ∇ℓ(θ⁺; z_j) (O(DK), shared full gradient) and iterates
+    θ ← θ − H₋(θ⁺)⁻¹ ∇L₋(θ) with the exact retained Hessian at θ⁺,
+    H₋(θ⁺) = H⁺ − (p_j p_jᵀ) ⊗ C_j, C_j = ℓ''(z_j) [K, K], by Woodbury on the explicit H⁺⁻¹:
+    U = H⁺⁻¹(p_j ⊗ I_K) costs 2(DK)² for all K columns at once (one GEMM over the batch), and
+    H₋⁻¹v = H⁺⁻¹v + U (I − C_j Vᵀ U)⁻¹ C_j Vᵀ H⁺⁻¹v with V = p_j ⊗ I_K. The first step needs no
+    pass over the data; every step after it evaluates the retained gradient (4nDK), which is
+    also the exactness check.
     """
     p, y = features[deleted], labels[deleted]
     z_j = shared["z"][deleted]
     scalar = model.num_outputs is None
+    k = 1 if scalar else model.num_outputs
+    size = hinv.shape[0]
 
     def outer(dz):
         return p * dz if scalar else jnp.outer(p, dz)
 
     grad0_norm = jnp.linalg.norm(shared["grad0"] - outer(model.dloss_z(jnp.zeros_like(z_j), y)))
     grad = shared["grad"] - outer(model.dloss_z(z_j, y))
-    if scalar:
-        curv = model.curvature(z_j, jnp.ones_like(z_j))
-        u = jax.scipy.linalg.cho_solve((factor, True), p)
-        denom = 1 - curv * (p @ u)
+    basis = jnp.eye(k, dtype=features.dtype)
+    curv = (
+        model.curvature(z_j, basis[0]).reshape(1, 1)
+        if scalar
+        else jax.vmap(lambda e: model.curvature(z_j, e))(basis)
+    )
+    u = jnp.einsum("xak,a->xk", hinv.reshape(size, -1, k), p)  # [P, K]
+    cap = basis - curv @ jnp.einsum("akq,a->kq", u.reshape(-1, k, k), p)
 
-        def solve(v):
-            x = jax.scipy.linalg.cho_solve((factor, True), v)
-            return x + u * (curv * (p @ x) / denom)
-
-    else:
-
-        def solve(v):
-            return jax.scipy.linalg.cho_solve((factor, True), v.reshape(-1)).reshape(v.shape)
+    def solve(v):
+        x = hinv @ v.reshape(-1)
+        vx = x.reshape(-1, k).T @ p
+        return (x + u @ jnp.linalg.solve(cap, curv @ vx)).reshape(v.shape)
 
     weights = jnp.ones(features.shape[0], features.dtype).at[deleted].set(0)
 
     def cond(state):
-        _, g, k = state
-        return (jnp.linalg.norm(g) / grad0_norm > tol) & (k < steps)
+        _, g, n = state
+        return (jnp.linalg.norm(g) / grad0_norm > tol) & (n < steps)
 
     def body(state):
-        th, g, k = state
+        th, g, n = state
         th = th - solve(g)
         g = _models.gradient(model, th, features, labels, l2=l2, weights=weights)
-        return th, g, k + 1
+        return th, g, n + 1
 
-    th, g, k = jax.lax.while_loop(cond, body, (theta, grad, jnp.zeros((), jnp.int32)))
-    return th, jnp.linalg.norm(g) / grad0_norm, k
+    th, g, n = jax.lax.while_loop(cond, body, (theta, grad, jnp.zeros((), jnp.int32)))
+    return th, jnp.linalg.norm(g) / grad0_norm, n
 
 
 def _time(fn, args, repeats):
@@ -148,6 +163,9 @@ def proto_glm(kind, config, data, cache) -> dict[str, Any]:
     rng = np.random.default_rng(config.seed + (20 if kind == "logistic" else 30))
     deleted = jnp.asarray(np.sort(rng.choice(config.n_train, chunk, replace=False)))
     ones = jnp.ones(features.shape[0], features.dtype)
+    t0 = time.perf_counter()
+    hinv = bench._block(jax.jit(inverse_from_cholesky)(factor))
+    inverse_s = time.perf_counter() - t0
     shared = {
         "z": features @ theta,
         "grad": _models.gradient(model, theta, features, labels, l2=config.l2, weights=ones),
@@ -156,15 +174,15 @@ def proto_glm(kind, config, data, cache) -> dict[str, Any]:
         ),
     }
 
-    def chord(theta, factor, shared, features, labels, deleted):
+    def chord(theta, hinv, shared, features, labels, deleted):
         return jax.vmap(
             lambda d: glm_unlearn_chord(
-                model, theta, factor, shared, features, labels, d, l2=config.l2, tol=tol, steps=20
+                model, theta, hinv, shared, features, labels, d, l2=config.l2, tol=tol, steps=20
             )
         )(deleted)
 
     (new, norm, steps), t_fast, _ = _time(
-        chord, (theta, factor, shared, features, labels, deleted), config.repeats
+        chord, (theta, hinv, shared, features, labels, deleted), config.repeats
     )
     check = deleted[: min(10, chunk)]
 
@@ -182,6 +200,7 @@ def proto_glm(kind, config, data, cache) -> dict[str, Any]:
         "max_grad_norm": float(jnp.max(norm)),
         "chord_steps_mean": float(jnp.mean(steps)),
         "chord_steps_max": int(jnp.max(steps)),
+        "explicit_inverse_s": inverse_s,
         "max_rel_diff_vs_library": max(
             bench._rel(new[i], lib.params[i]) for i in range(len(check))
         ),
