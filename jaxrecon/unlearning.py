@@ -7,6 +7,14 @@ then serves every deleted index without recompiling.
 - Ridge: no retraining. With one Cholesky factor of H = PᵀP + l2·I shared by all deletions, the
   Woodbury identity gives θ⁻ exactly in O(D²k + k³) per deletion of k samples (k = 1 is
   Sherman–Morrison): θ⁻ = θ⁺ + U (I − P_S U)⁻¹ r_S, U = H⁻¹P_Sᵀ, r_S = P_S θ⁺ − y_S.
+  `ridge_system` adds H and Pᵀy, so the exactness check costs O(D²) instead of O(nD).
+- Logistic / softmax, moderate P = D·K (`unlearn_glm`, the one batched function here): chord
+  iterations with the exact retained-data Hessian at θ⁺, H₋(θ⁺) = H⁺ − (p_j p_jᵀ) ⊗ ℓ''(z_j),
+  inverted by Woodbury from one explicit H⁺⁻¹ shared by every deletion (`glm_system`). The first
+  step needs no pass over the data; each later one costs one gradient on the retained data
+  (which is also the exactness check). Lanes that converge leave the batch: every pass works on
+  a dense block of unconverged deletions, so B deletions cost their mean pass count, not B times
+  the slowest one's.
 - Logistic / softmax / SVM / one-hot ridge: retraining to convergence on the weight mask,
   warm-started at θ⁺ (Newton; the Newton systems are solved by conjugate gradients preconditioned
   by something built once at θ⁺ and shared by every deletion). The result is exact to the
@@ -69,9 +77,30 @@ def deletion_masks(deleted: jax.Array, num_train: int, dtype=jnp.float64) -> jax
     return 1 - jnp.minimum(hits, 1)
 
 
+class RidgeSystem(NamedTuple):
+    """What every ridge deletion shares (`ridge_system`): arrays only, so pass it to jitted kernels.
+
+    Attributes:
+      inverse: H⁻¹ [D, D], H = PᵀP + l2·I on the full training set.
+      hessian: H [D, D].
+      rhs: b = Pᵀy [D] or [D, K].
+    """
+
+    inverse: jax.Array
+    hessian: jax.Array
+    rhs: jax.Array
+
+
+def ridge_system(features: jax.Array, targets: jax.Array, *, l2) -> RidgeSystem:
+    """H⁻¹ (from one Cholesky factor), H and Pᵀy on the full training set; O(nD² + D³) once."""
+    weights = jnp.ones(features.shape[0], features.dtype)
+    hessian = _solvers.ridge_hessian(features, l2=l2, weights=weights)
+    return RidgeSystem(_spd_inverse(hessian), hessian, features.T @ targets)
+
+
 def unlearn_ridge(
     params: jax.Array,
-    factor: jax.Array,
+    factor: jax.Array | RidgeSystem,
     features: jax.Array,
     targets: jax.Array,
     deleted: jax.Array,
@@ -83,10 +112,17 @@ def unlearn_ridge(
     θ⁻ = θ⁺ + U (I − P_S U)⁻¹ r_S with U = H⁻¹ P_Sᵀ and r_S = P_S θ⁺ − y_S (exact; needs
     l2 > 0 or a retained PᵀP that stays positive definite).
 
+    With a `RidgeSystem` the cost per deletion of k samples is O(D²k + k³): U is a product with
+    the shared H⁻¹ (vmapped over deletions: one matrix product), and the reported gradient
+    norm on the retained data uses ∇L₋(θ⁻) = H θ⁻ − b − P_Sᵀ(P_S θ⁻ − y_S) and
+    ∇L₋(0) = −(b − P_Sᵀ y_S) with the shared H and b = Pᵀy: an independent check of θ⁻, never a
+    pass over the n training rows. With a bare Cholesky factor the check is recomputed from the
+    [n, D] data (O(nD) per deletion).
+
     Args:
       params: θ⁺ [D] or [D, K] (multi-output ridge).
-      factor: lower Cholesky factor of H = PᵀP + l2·I on the full training set
-        (`ridge_cholesky`).
+      factor: `ridge_system(...)`, or the lower Cholesky factor of H = PᵀP + l2·I on the full
+        training set (`ridge_cholesky`).
       features: [n, D] training features.
       targets: [n] or [n, K] training targets.
       deleted: [k] distinct positions removed together.
@@ -100,12 +136,23 @@ def unlearn_ridge(
     """
     deleted = jnp.atleast_1d(deleted)
     p_s = features[deleted]  # [k, D]
-    u = jax.scipy.linalg.cho_solve((factor, True), p_s.T)  # [D, k]
+    y_s = targets[deleted]  # [k] or [k, K]
+    if isinstance(factor, RidgeSystem):
+        u = (p_s @ factor.inverse).T  # [D, k]; H⁻¹ is symmetric
+    else:
+        u = jax.scipy.linalg.cho_solve((factor, True), p_s.T)  # [D, k]
     capacitance = jnp.eye(p_s.shape[0], dtype=p_s.dtype) - p_s @ u
-    residual = p_s @ params - targets[deleted]  # [k] or [k, K]
+    residual = p_s @ params - y_s  # [k] or [k, K]
     new = params + u @ jnp.linalg.solve(capacitance, residual)
-    weights = 1 - jnp.zeros(features.shape[0], features.dtype).at[deleted].set(1)
-    norm = _solvers.ridge_relative_grad_norm(new, features, targets, l2=l2, weights=weights)
+    if isinstance(factor, RidgeSystem):
+        grad = factor.hessian @ new - factor.rhs - p_s.T @ (p_s @ new - y_s)
+        grad0 = factor.rhs - p_s.T @ y_s
+        norm = jnp.linalg.norm(grad) / jnp.maximum(
+            jnp.linalg.norm(grad0), jnp.finfo(grad.dtype).tiny
+        )
+    else:
+        weights = 1 - jnp.zeros(features.shape[0], features.dtype).at[deleted].set(1)
+        norm = _solvers.ridge_relative_grad_norm(new, features, targets, l2=l2, weights=weights)
     return UnlearnResult(new, norm, jnp.zeros((), jnp.int32))
 
 
@@ -241,3 +288,209 @@ def unlearn_retrain(
         cg_max_steps=cg_max_steps,
     )
     return UnlearnResult(fit.params, fit.grad_norm, fit.steps, fit.cg_steps)
+
+
+class GLMSystem(NamedTuple):
+    """What every GLM deletion shares, computed once at θ⁺ (`glm_system`); arrays only.
+
+    Attributes:
+      inverse: H⁺⁻¹ [P, P], the inverse Hessian of the full-data objective at θ⁺ (P = D·K).
+      logits: z⁺ = Pθ⁺, [n] or [n, K].
+      grad: ∇L(θ⁺) on all n samples (≈ 0; kept so nothing assumes θ⁺ is exact).
+      grad_zero: ∇L(0) on all n samples (the scale of the relative gradient norm).
+      features_t: Pᵀ [D, n], a contiguous copy: Pᵀ R is then a plain matrix product (on CPU
+        about 1.7x faster than contracting the long axis of P).
+    """
+
+    inverse: jax.Array
+    logits: jax.Array
+    grad: jax.Array
+    grad_zero: jax.Array
+    features_t: jax.Array
+
+
+def glm_system(
+    model: Model,
+    params: jax.Array,
+    features: jax.Array,
+    labels: jax.Array,
+    *,
+    l2,
+    inverse_dtype=None,
+) -> GLMSystem:
+    """The shared quantities of `unlearn_glm` at θ⁺; O(n·D²·K² + P³) time, 2·P² + nD memory.
+
+    `inverse_dtype` (default: the features' dtype) stores H⁺⁻¹ in another precision: float32
+    halves its memory and the cost of every solve on CPUs and accelerators. It only acts as the
+    chord iterations' preconditioner, so θ⁻ stays exact to the gradient norm checked in the
+    features' dtype; the iterations converge while κ(H⁺)·eps(inverse_dtype) stays well below
+    the per-pass contraction (about 1e-2), e.g. κ up to ~1e4 for float32.
+    """
+    weights = jnp.ones(features.shape[0], features.dtype)
+    hessian = _models.dense_hessian(model, params, features, l2=l2, weights=weights, labels=labels)
+    inverse = _spd_inverse(hessian)
+    return GLMSystem(
+        inverse=inverse if inverse_dtype is None else inverse.astype(inverse_dtype),
+        logits=_models.logits(params, features),
+        grad=_models.gradient(model, params, features, labels, l2=l2, weights=weights),
+        grad_zero=_models.gradient(
+            model, jnp.zeros_like(params), features, labels, l2=l2, weights=weights
+        ),
+        features_t=features.T,
+    )
+
+
+def unlearn_glm(
+    model: Model,
+    system: GLMSystem,
+    params: jax.Array,
+    features: jax.Array,
+    labels: jax.Array,
+    deleted: jax.Array,
+    *,
+    l2,
+    tol: float | None = None,
+    max_passes: int = 50,
+    block: int | None = None,
+) -> UnlearnResult:
+    """Exact unlearning of B single-sample deletions of a GLM, batched (not vmapped).
+
+    For deletion j, θ⁻ solves ∇L₋(θ) = ∇L(θ) − ∇ℓ_j(θ) = 0. Everything at θ⁺ is shared, so
+    ∇L₋(θ⁺) = ∇L(θ⁺) − p_j ⊗ ℓ'(z⁺_j) costs O(P). The retained-data Hessian at θ⁺ is
+    H₋ = H⁺ − V C Vᵀ with V = p_j ⊗ I_K and C = ℓ''(z⁺_j) [K, K], so by Woodbury
+
+        H₋⁻¹ v = H⁺⁻¹ v + U (I − C VᵀU)⁻¹ C Vᵀ H⁺⁻¹ v,   U = H⁺⁻¹ V [P, K],
+
+    with the shared explicit H⁺⁻¹ (products over a batch are matrix products). Then chord
+    iterations θ ← θ − H₋⁻¹ ∇L₋(θ): the first is an exact Newton step and needs no pass over the
+    data; each later one evaluates ∇L₋ on the n − 1 retained rows (4nP FLOPs), which is also the
+    exactness check: a lane stops when its relative gradient norm ‖∇L₋(θ)‖ / ‖∇L₋(0)‖ <= tol.
+    Convergence is linear with a small rate (the Hessian moves by O(‖θ⁻ − θ⁺‖)).
+
+    The lanes that still need a pass are gathered into a dense block of `block` deletions per
+    iteration (`jnp.nonzero` with a static size), so the batch costs the sum of its lanes'
+    passes rather than B times the slowest lane's, and every pass is two matrix products of the
+    [n, D] features with [D, block·K] parameters.
+
+    Args:
+      model: a GLM with a smooth loss (logistic, softmax); `model.curvature` gives C.
+      system: `glm_system(model, params, features, labels, l2=l2)`.
+      params: θ⁺ [D] or [D, K].
+      features: [n, D] training features.
+      labels: [n] training labels.
+      deleted: [B] positions, one deletion each.
+      l2: regulariser λ.
+      tol: relative gradient tolerance (default `solvers.default_tol`).
+      max_passes: passes over the data at most per deletion; a lane that reaches it is reported
+        with its (larger) gradient norm, never hidden.
+      block: deletions per pass (default min(B, 64)).
+
+    Returns:
+      UnlearnResult batched over B: θ⁻ [B, *θ.shape], relative gradient norms [B] and passes
+      over the retained data [B] (as `steps`; at least 1, since the last pass is the check).
+
+    Raises:
+      ValueError: `deleted` is not one-dimensional.
+    """
+    deleted = jnp.asarray(deleted)
+    if deleted.ndim != 1:
+        raise ValueError(f"deleted must be [B] positions, got shape {deleted.shape}")
+    dtype = features.dtype
+    tol = _solvers.default_tol(dtype) if tol is None else tol
+    scalar = params.ndim == 1
+    k = 1 if scalar else params.shape[1]
+    n, dim = features.shape
+    size = dim * k
+    count = deleted.shape[0]
+    block = min(count, 64 if block is None else block)
+    theta = params.reshape(dim, k)
+    inverse = system.inverse
+    basis = jnp.eye(k, dtype=dtype)
+
+    def loss_grad(z, y):  # z [..., K] -> ℓ'(z, y) [..., K]
+        return model.dloss_z(z[..., 0], y)[..., None] if scalar else model.dloss_z(z, y)
+
+    def curvature(z, y):  # C = ℓ''(z) [K, K] at one sample
+        if scalar:
+            return model.curvature(z[0], jnp.ones((), dtype), y).reshape(1, 1)
+        return jax.vmap(lambda e: model.curvature(z, e, y), out_axes=1)(basis)
+
+    # Per-deletion constants, all B lanes at once.
+    p = features[deleted]  # [B, D]
+    y = labels[deleted]
+    z_j = system.logits[deleted].reshape(count, k)
+    grad0 = (
+        system.grad_zero.reshape(dim, k)[None]
+        - p[:, :, None] * jax.vmap(loss_grad)(jnp.zeros_like(z_j), y)[:, None]
+    )
+    scale = jnp.maximum(jnp.linalg.norm(grad0.reshape(count, -1), axis=1), jnp.finfo(dtype).tiny)
+    curv = jax.vmap(curvature)(z_j, y)  # [B, K, K]
+    # Uᵀ[b, q, x] = (H⁺⁻¹ V_b)[x, q] = Σ_a p_b[a] H⁺⁻¹[(a, q), x] (H⁺⁻¹ is symmetric).
+    u_t = jnp.einsum("ba,aqx->bqx", p.astype(inverse.dtype), inverse.reshape(dim, k, size))
+    vtu = jnp.einsum("bqar,ba->brq", u_t.reshape(count, k, dim, k).astype(dtype), p)
+    capacitance = basis[None] - curv @ vtu
+    mix = jnp.linalg.solve(capacitance, curv)  # (I − C VᵀU)⁻¹ C, [B, K, K]
+
+    def solve(g, p_b, u_b, mix_b):  # H₋⁻¹ g for a block: g [b, D, K]
+        x = g.reshape(g.shape[0], size).astype(inverse.dtype) @ inverse  # [b, P]
+        vx = jnp.einsum("bak,ba->bk", x.reshape(-1, dim, k), p_b.astype(x.dtype))
+        mixed = jnp.einsum("bqr,br->bq", mix_b.astype(x.dtype), vx)
+        corr = jnp.einsum("bqx,bq->bx", u_b, mixed)
+        return (x + corr).astype(dtype).reshape(g.shape)
+
+    # The first step, an exact Newton step from θ⁺ without a pass over the data: H₋⁻¹V =
+    # U (I − C VᵀU)⁻¹ and ∇L₋(θ⁺) = ∇L(θ⁺) − V ℓ'(z⁺_j), where H⁺⁻¹∇L(θ⁺) is shared by all lanes.
+    step0 = jnp.linalg.solve(capacitance, jax.vmap(loss_grad)(z_j, y)[..., None])[..., 0]
+    shared_x = system.grad.reshape(1, size).astype(inverse.dtype) @ inverse  # [1, P]
+    vx = jnp.einsum("ak,ba->bk", shared_x.reshape(dim, k), p.astype(shared_x.dtype))
+    mixed = jnp.einsum("bqr,br->bq", mix.astype(vx.dtype), vx)
+    thetas = theta[None] + (
+        jnp.einsum("bqx,bq->bx", u_t, step0.astype(u_t.dtype) - mixed) - shared_x
+    ).astype(dtype).reshape(count, dim, k)
+    rows = jnp.arange(n)
+
+    def cond(state):
+        _, _, _, active, rounds = state
+        return jnp.any(active) & (rounds < count * max_passes)
+
+    def body(state):
+        thetas, norms, passes, active, rounds = state
+        (idx,) = jnp.nonzero(active, size=block, fill_value=count)
+        take = jnp.minimum(idx, count - 1)
+        th = thetas[take]  # [b, D, K]
+        z = jnp.einsum("nd,bdk->nbk", features, th)
+        keep = (rows[:, None] != deleted[take][None, :]).astype(dtype)  # [n, b]
+        r = loss_grad(z, labels[:, None]) * keep[:, :, None]  # labels broadcast over lanes
+        g = jnp.einsum("dn,nbk->dbk", system.features_t, r).transpose(1, 0, 2) + l2 * th
+        norm = jnp.linalg.norm(g.reshape(block, -1), axis=1) / scale[take]
+        count_b = passes[take] + 1
+        step = (norm > tol) & (count_b < max_passes)
+        th = jnp.where(step[:, None, None], th - solve(g, p[take], u_t[take], mix[take]), th)
+        return (
+            thetas.at[idx].set(th, mode="drop"),
+            norms.at[idx].set(norm, mode="drop"),
+            passes.at[idx].set(count_b, mode="drop"),
+            active.at[idx].set(step, mode="drop"),
+            rounds + 1,
+        )
+
+    # Per-lane carries derived from `deleted`, so that under `shard_map` they are typed as
+    # varying over the deletion axis like the values the loop body writes into them.
+    lanes = (deleted * 0).astype(jnp.int32)
+    state = (
+        thetas,
+        lanes.astype(dtype) + jnp.inf,
+        lanes,
+        lanes == 0,
+        jnp.zeros((), jnp.int32),
+    )
+    thetas, norms, passes, _, _ = jax.lax.while_loop(cond, body, state)
+    return UnlearnResult(thetas.reshape((count,) + params.shape), norms, passes)
+
+
+def _spd_inverse(matrix: jax.Array) -> jax.Array:
+    """A⁻¹ = L⁻ᵀ L⁻¹ of a symmetric positive definite A from its Cholesky factor A = L Lᵀ."""
+    factor = jnp.linalg.cholesky(matrix)
+    eye = jnp.eye(matrix.shape[0], dtype=matrix.dtype)
+    inv_factor = jax.scipy.linalg.solve_triangular(factor, eye, lower=True)
+    return inv_factor.T @ inv_factor
