@@ -26,6 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+try:  # jax >= 0.7
+    from jax import shard_map as _shard_map
+except ImportError:  # pragma: no cover - older jax
+    from jax.experimental.shard_map import shard_map as _shard_map
 from tqdm.auto import tqdm
 
 from jaxrecon import attacks as _attacks
@@ -43,9 +48,15 @@ ATTACKS = ("hrec", "avg", "maxdiff", "informed", "gradmatch", "updates-leak")
 # What `--attacks` means by default: the paper's comparison (the others cost more or assume more).
 DEFAULT_ATTACKS = ("hrec", "avg", "maxdiff")
 FEATURES = ("identity", "rff")
-# Parameter counts D·K up to this use a dense Hessian (Newton training, Cholesky-preconditioned
-# unlearning); above it nothing [P, P] is formed (Newton-CG with a Nyström preconditioner).
+# Parameter counts D·K up to this train by dense Newton; above it, Newton-CG with a Nyström
+# preconditioner.
 DENSE_LIMIT = 3000
+# Parameter counts up to this unlearn logistic / softmax with one explicit [P, P] inverse Hessian
+# shared by all deletions (`unlearning.unlearn_glm`; 8192² float64 = 0.5 GB per matrix, the
+# MNIST softmax's 785 x 10 fits); above it nothing [P, P] is formed (Newton-CG, Nyström).
+DENSE_UNLEARN_LIMIT = 8192
+# Model families that `unlearning.unlearn_glm` serves (smooth losses).
+CHORD_MODELS = ("logistic", "softmax")
 NYSTROM_RANK = 200
 # DESIGN §3.5: an unlearned model is "exact" when its relative gradient norm is at most this.
 EXACT_TOL = 1e-8
@@ -288,18 +299,23 @@ def run(
     arrays_in["factor"] = _shared_factor(
         model, theta, arrays_in["features"], arrays_in["labels"], l2, jax.random.fold_in(key, 3)
     )
-    unlearn_fn = jax.jit(_make_unlearn(model, l2))
+    mesh = _deletion_mesh(config.devices)
+    unlearn_fn = jax.jit(_make_unlearn(model, l2, mesh))
     box = (float(dataset.x_min), float(dataset.x_max))
     if "updates-leak" in config.attacks:
         t0 = time.perf_counter()
         arrays_in["decoder"], arrays_in["probe_features"] = _updates_leak_decoder(
-            model, l2, arrays_in, unlearn_fn, box, jax.random.fold_in(key, 4)
+            model,
+            l2,
+            arrays_in,
+            jax.jit(_make_unlearn(model, l2, _deletion_mesh(1))),  # any count of shadow deletions
+            box,
+            jax.random.fold_in(key, 4),
         )
         t_shadow = time.perf_counter() - t0
     else:
         t_shadow = 0.0
     attack_fn = jax.jit(_make_attacks(model, fmap, l2, n, config.attacks, box))
-    mesh = _deletion_mesh(config.devices)
     # Every device gets the same share of each chunk: round the chunk up to a multiple.
     chunk = -(-min(config.chunk_size, config.deletions) // mesh.size) * mesh.size
     arrays_in = jax.device_put(arrays_in, NamedSharding(mesh, PartitionSpec()))
@@ -382,6 +398,7 @@ def run(
         | {"train_steps": int(fit.steps), "train_grad_norm": float(fit.grad_norm)},
         "unlearning": {
             "method": config.unlearning,
+            "kernel": _unlearning_kernel(model, arrays_in["features"]),
             "max_grad_norm": float(np.max(grad_norms)),
             "median_grad_norm": float(np.median(grad_norms)),
             "max_newton_steps": int(np.max(out["steps"])),
@@ -737,8 +754,8 @@ def _train(model, features, labels, l2, key) -> _solvers.FitResult:
 
 
 def _dense(model, features) -> bool:
-    """Whether the parameter count D·K is small enough to form the Hessian."""
-    return int(np.prod(model.param_shape(features.shape[1]))) <= DENSE_LIMIT
+    """Whether the parameter count D·K is small enough to train by dense Newton."""
+    return _param_count(model, features) <= DENSE_LIMIT
 
 
 def _rank(model, features) -> int:
@@ -773,12 +790,33 @@ def _feature_map(config, dataset, public, key):
     return fmap, info
 
 
-def _shared_factor(model, theta, features, labels, l2, key):
-    """What every deletion's solve shares: the Cholesky factor of PᵀP + l2·I (ridge), of the
-    dense ∇²L(θ⁺) (small P), or a Nyström preconditioner of ∇²L(θ⁺) (large P)."""
+def _param_count(model, features) -> int:
+    return int(np.prod(model.param_shape(features.shape[1])))
+
+
+def _unlearning_kernel(model, features) -> str:
+    """Which exact-unlearning kernel serves this model and size (summary.json names it)."""
     if model.name in ("ridge", "ridge-onehot"):
-        return jax.jit(_unlearning.ridge_cholesky)(features, l2=l2)
-    if _dense(model, features):
+        return "woodbury"
+    if model.name in CHORD_MODELS and _param_count(model, features) <= DENSE_UNLEARN_LIMIT:
+        return "chord"
+    return "newton-cg-cholesky" if _dense(model, features) else "newton-cg-nystrom"
+
+
+def _shared_factor(model, theta, features, labels, l2, key):
+    """What every deletion's solve shares: H⁻¹, H and Pᵀy (ridge), the explicit inverse
+    Hessian at θ⁺ with z⁺ and the full gradients (logistic / softmax, moderate P), the Cholesky
+    factor of the dense ∇²L(θ⁺) (SVM, small P), or a Nyström preconditioner (large P)."""
+    kernel = _unlearning_kernel(model, features)
+    if kernel == "woodbury":
+        return jax.jit(
+            lambda f, y, lam: _unlearning.ridge_system(f, _targets(model, y, f.dtype), l2=lam)
+        )(features, labels, l2)
+    if kernel == "chord":
+        return jax.jit(lambda t, f, y, lam: _unlearning.glm_system(model, t, f, y, l2=lam))(
+            theta, features, labels, l2
+        )
+    if kernel == "newton-cg-cholesky":
         return jax.jit(
             lambda t, f, y, lam: _unlearning.hessian_cholesky(model, t, f, l2=lam, labels=y)
         )(theta, features, labels, l2)
@@ -789,8 +827,12 @@ def _shared_factor(model, theta, features, labels, l2, key):
     )(theta, features, labels, l2)
 
 
-def _make_unlearn(model, l2):
-    """(deleted [C], arrays) -> UnlearnResult batched over the C deletions."""
+def _make_unlearn(model, l2, mesh):
+    """(deleted [C], arrays) -> UnlearnResult batched over the C deletions.
+
+    The chord kernel compacts its own lanes, so under several devices it runs per device on
+    its share of the chunk (`shard_map`); the vmapped kernels are partitioned by jit.
+    """
     if model.name in ("ridge", "ridge-onehot"):
 
         def fn(deleted, arrays):
@@ -803,7 +845,24 @@ def _make_unlearn(model, l2):
 
         return fn
 
-    def fn(deleted, arrays):
+    def chord(deleted, arrays):
+        return _unlearning.unlearn_glm(
+            model,
+            arrays["factor"],
+            arrays["theta"],
+            arrays["features"],
+            arrays["labels"],
+            deleted,
+            l2=l2,
+        )
+
+    def retrain(deleted, arrays):
+        if isinstance(arrays["factor"], _unlearning.GLMSystem):
+            return (
+                chord(deleted, arrays)
+                if mesh.size == 1
+                else _per_device(chord, mesh)(deleted, arrays)
+            )
         masks = _unlearning.deletion_masks(
             deleted, arrays["features"].shape[0], arrays["features"].dtype
         )
@@ -822,7 +881,17 @@ def _make_unlearn(model, l2):
             )
         )(masks)
 
-    return fn
+    return retrain
+
+
+def _per_device(fn, mesh):
+    """fn(deleted, arrays) run on each device's share of `deleted`, arrays replicated."""
+    return _shard_map(
+        fn,
+        mesh=mesh,
+        in_specs=(PartitionSpec("deletions"), PartitionSpec()),
+        out_specs=PartitionSpec("deletions"),
+    )
 
 
 def _make_attacks(model, fmap, l2, n_train, names, box):
