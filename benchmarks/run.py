@@ -18,9 +18,13 @@ Benchmarks (key: jaxrecon kernel vs reference):
 
 - ridge_exact_unlearning: `unlearn_ridge` vmapped over B = 1,000 [B, 1] positions vs sklearn
   `Ridge` refit per deletion.
-- logistic_exact_unlearning / softmax_exact_unlearning (D = 785, K = 10): `unlearn_retrain`
-  vmapped over deletion masks (logistic: all B = 1,000 in one call; softmax: a chunk of 100, the
-  pipeline's default chunk) vs sklearn `LogisticRegression` refit per deletion.
+- ridge: the shared system is `ridge_system` (H⁻¹, H, Pᵀy), so each deletion costs two
+  D x D products (u = H⁻¹p and the exactness check H θ⁻), batched into matrix products.
+- logistic_exact_unlearning / softmax_exact_unlearning (D = 785, K = 10): `unlearn_glm` (exact
+  Newton step from θ⁺ by Woodbury on one shared H⁺⁻¹, then chord iterations on compacted blocks
+  of unconverged deletions; logistic: all B = 1,000 in one call; softmax: a chunk of 100, the
+  pipeline's default chunk) vs sklearn `LogisticRegression` refit per deletion. The shared
+  `glm_system` (dense Hessian, its inverse, in float32 by default) is setup, reported apart.
 - hrec_ridge / hrec_softmax / hrec_rff_softmax (4,096 random Fourier features): `hrec` with
   `public_hessian_matvec`, B = 1,000, vs a NumPy loop over the deletions.
 
@@ -38,8 +42,8 @@ run: three layouts (P V, Pᵀ R, contiguous Pᵀ times R), measured at the start
 run, the fastest taken, so fractions are conservative. Every kernel's achieved FLOP/s (dominant
 operations, counted in the comments) is reported as a fraction of it. The load average at start
 and end is recorded: other processes on the machine skew every number.
-For the retraining kernels the Newton / CG / line-search calls are counted in an extra, untimed
-pass of the same vmapped kernel (lockstep: every lane pays for the slowest one).
+For the GLM kernels the FLOPs follow the passes over the data each deletion actually made
+(`UnlearnResult.steps`; compacted lanes: a batch pays the mean, not the slowest lane).
 
 `--e2e` runs `jaxrecon run --dataset mnist --model softmax` (n-train 10,000, n-public 10,000,
 1,000 deletions, data from ../shared/data) as a subprocess: wall time by stage (summary.json
@@ -49,7 +53,6 @@ pass of the same vmapped kernel (lockstep: every lane pays for the slowest one).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
@@ -115,6 +118,8 @@ class Config:
       deletions: B, deletions per batch for ridge unlearning and every HRec benchmark.
       logistic_chunk: deletions in the timed logistic retraining batch.
       softmax_chunk: deletions in the timed softmax retraining batch.
+      block: deletions per pass of `unlearn_glm` (its lane-compaction block).
+      inverse_dtype: dtype of the shared H⁺⁻¹ of `unlearn_glm` (a preconditioner only).
       rff_dim: random Fourier features (plus the bias).
       hrec_batch: `lax.map` batch size of the HRec kernels (bounds memory; >= B is one vmap).
       l2: the regulariser.
@@ -133,6 +138,8 @@ class Config:
     deletions: int = 1_000
     logistic_chunk: int = 1_000
     softmax_chunk: int = 100
+    block: int = 32
+    inverse_dtype: str = "float32"
     rff_dim: int = 4096
     hrec_batch: int = 500
     l2: float = 1.0
@@ -311,44 +318,6 @@ def measure_matmul(config: Config) -> dict[str, Any]:
     return {"flops": flops, "flops_per_s": max(rates.values()), "layouts": rates}
 
 
-@contextlib.contextmanager
-def _count_kernel_calls(counts: dict[str, int]):
-    """Counts executed calls of the GLM kernels inside compiled code (lockstep under vmap).
-
-    Patches `models.gradient/objective/hvp` and the Cholesky preconditioner for the duration,
-    adding a `jax.debug.callback` that runs each time the compiled program executes the call.
-    Only for the untimed counting pass.
-    """
-    originals = {name: getattr(_models, name) for name in ("gradient", "objective", "hvp")}
-    original_solver = _unlearning._cholesky_solver
-
-    def tick(name):
-        def bump():
-            counts[name] = counts.get(name, 0) + 1
-
-        jax.debug.callback(bump)
-
-    def wrap(name, fn):
-        def counted(*args, **kwargs):
-            tick(name)
-            return fn(*args, **kwargs)
-
-        return counted
-
-    def solver(factor):
-        return wrap("precond", original_solver(factor))
-
-    try:
-        for name, fn in originals.items():
-            setattr(_models, name, wrap(name, fn))
-        _unlearning._cholesky_solver = solver
-        yield counts
-    finally:
-        for name, fn in originals.items():
-            setattr(_models, name, fn)
-        _unlearning._cholesky_solver = original_solver
-
-
 def _rel(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(np.float64).tiny))
@@ -432,7 +401,8 @@ def _ridge_state(config, data, cache):
     weights = jnp.ones(n, dtype)
     fit = jax.jit(_solvers.fit_ridge)(features, targets, l2=config.l2, weights=weights)
     theta = _block(fit.params)
-    factor = _block(jax.jit(_unlearning.ridge_cholesky)(features, l2=config.l2))
+    # The pipeline's shared system: H⁻¹ (one Cholesky factor), H and Pᵀy.
+    factor = _block(jax.jit(_unlearning.ridge_system)(features, targets, l2=config.l2))
     setup_s = time.perf_counter() - t0
     rng = np.random.default_rng(config.seed + 10)
     deleted = np.sort(rng.choice(n, config.deletions, replace=False))
@@ -464,10 +434,10 @@ def bench_ridge_unlearning(config, data, matmul, cache, reference=None) -> dict[
     compiled, compile_s = _compile(_ridge_kernel(l2), *args)
     out, timing = _time_calls(compiled, args, config.repeats)
     ours = timing / b
-    # FLOPs per deletion: cho_solve = two triangular solves with one right-hand side (2·D²); the
-    # gradient-norm check on the retained data: P θ⁻, Pᵀ(w ⊙ r) and Pᵀ(w ⊙ y) (3 × 2nD). The
-    # 1×1 capacitance and residual are O(D).
-    flops = 2.0 * dim * dim + 6.0 * n * dim
+    # FLOPs per deletion: u = H⁻¹p (2·D², one matrix product over the batch) and the
+    # gradient-norm check H θ⁻ (2·D²; vmapped, also one matrix product). The 1×1 capacitance,
+    # the residual and the rank-one terms of the check are O(D).
+    flops = 4.0 * dim * dim
     state["thetas_after"] = out.params
     setup_s = state["setup_s"]
 
@@ -534,10 +504,14 @@ def _glm_state(kind, config, data, cache):
     model, fit = _train_glm(kind, config, features, labels)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    # The pipeline's shared system (explicit H⁺⁻¹, z⁺, full gradients, Pᵀ); H⁺⁻¹ in
+    # `config.inverse_dtype` (float32 by default: it only preconditions the chord iterations).
     factor = _block(
-        jax.jit(lambda t, f: _unlearning.hessian_cholesky(model, t, f, l2=config.l2))(
-            fit.params, features
-        )
+        jax.jit(
+            lambda t, f, y: _unlearning.glm_system(
+                model, t, f, y, l2=config.l2, inverse_dtype=jnp.dtype(config.inverse_dtype)
+            )
+        )(fit.params, features, labels)
     )
     factor_s = time.perf_counter() - t0
     cache[kind] = {
@@ -554,7 +528,7 @@ def _glm_state(kind, config, data, cache):
 
 
 def bench_retrain_unlearning(kind, config, data, matmul, cache, reference=None) -> dict[str, Any]:
-    """Warm-started Newton retraining (`unlearn_retrain` vmapped over masks) vs sklearn refits."""
+    """Exact GLM unlearning (`unlearn_glm`, chord iterations) vs warm-started sklearn refits."""
     state = _glm_state(kind, config, data, cache)
     model, theta, factor = state["model"], state["theta"], state["factor"]
     features, labels = state["features"], state["labels"]
@@ -568,46 +542,30 @@ def bench_retrain_unlearning(kind, config, data, matmul, cache, reference=None) 
     deleted = np.sort(rng.choice(n, chunk, replace=False))
 
     def kernel(theta, factor, features, labels, deleted):
-        masks = _unlearning.deletion_masks(deleted, features.shape[0], features.dtype)
-        return jax.vmap(
-            lambda w: _unlearning.unlearn_retrain(
-                model, theta, features, labels, w, l2=l2, precond_factor=factor, tol=tol
-            )
-        )(masks)
+        return _unlearning.unlearn_glm(
+            model, factor, theta, features, labels, deleted, l2=l2, tol=tol, block=config.block
+        )
 
     args = (theta, factor, features, labels, jnp.asarray(deleted))
     compiled, compile_s = _compile(kernel, *args)
     out, timing = _time_calls(compiled, args, config.repeats)
     ours = timing / chunk
 
-    # Untimed counting pass of the same vmapped kernel: executed calls per chunk.
-    counts: dict[str, int] = {}
-    with _count_kernel_calls(counts):
-        # A fresh function, so jit traces again (with the counting callbacks).
-        _block(jax.jit(lambda *a: kernel(*a))(*args))
-        jax.effects_barrier()
-    # FLOPs per deletion and call (the dominant products with the [n, D] feature matrix):
-    # gradient Pᵀ(w ⊙ ℓ'(Pθ)) 4nDK; objective (line search) Pθ 2nDK; Hessian-vector product
-    # Pᵀ(w ⊙ ℓ''(Pθ)[P V]) 4nDK (each CG iteration); preconditioner cho_solve 2(DK)².
-    per_call = {
-        "gradient": 4.0 * n * dim * k,
-        "objective": 2.0 * n * dim * k,
-        "hvp": 4.0 * n * dim * k,
-        "precond": 2.0 * size * size,
-    }
-    flops = sum(per_call[name] * counts.get(name, 0) for name in per_call)
-
+    # FLOPs per deletion (the dominant products): setting up U = H⁺⁻¹(p_j ⊗ I_K) costs 2P²
+    # (in the inverse's dtype); each pass over the retained data costs the logits P Θ and the
+    # gradient Pᵀ R (2 × 2nDK) and one chord solve with H⁺⁻¹ (2P²). Counted in float64 FLOPs,
+    # so a float32 inverse makes the fraction conservative.
+    passes = np.asarray(out.steps)
+    flops = 2.0 * size * size + float(passes.mean()) * (4.0 * n * dim * k + 2.0 * size * size)
     if kind == "softmax":
         # Exact θ⁻ for hrec_softmax's reconstruction-quality check.
         cache["softmax_exact"] = {"deleted": deleted, "thetas_after": out.params}
-    steps = np.asarray(out.steps)
     grad_max = float(jnp.max(out.grad_norm))
     checks = {
         "max_grad_norm": grad_max,
         "grad_norm_ok": grad_max <= tol,
-        "newton_steps_mean": float(steps.mean()),
-        "newton_steps_max": int(steps.max()),
-        "executed_calls_per_chunk": counts,
+        "passes_mean": float(passes.mean()),
+        "passes_max": int(passes.max()),
         "train_grad_norm": state["train_grad_norm"],
     }
     if reference is None:
@@ -624,7 +582,7 @@ def bench_retrain_unlearning(kind, config, data, matmul, cache, reference=None) 
         deletions_timed=chunk,
         compile_s=compile_s,
         setup_s=state["train_s"] + state["factor_s"],
-        setup_detail_s={"train": state["train_s"], "hessian_cholesky": state["factor_s"]},
+        setup_detail_s={"train": state["train_s"], "glm_system": state["factor_s"]},
         checks=checks,
     )
 
@@ -1253,6 +1211,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="reuse reference timings from an earlier --json FILE of the same sizes "
         "(e.g. the float32 run after the float64 one)",
     )
+    parser.add_argument(
+        "--inverse-dtype",
+        default="float32",
+        choices=("float32", "float64"),
+        help="dtype of the shared H⁺⁻¹ preconditioning logistic / softmax unlearning "
+        "(default float32; the gradient check stays in --dtype)",
+    )
     parser.add_argument("--data-dir", default=None, help="MNIST folder for --e2e")
     # Hidden: tiny sizes for the test suite, and the e2e data set / sizes.
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
@@ -1266,6 +1231,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     config = get_config(quick=args.quick, smoke=args.smoke, dtype=args.dtype)
+    config = dataclasses.replace(config, inverse_dtype=args.inverse_dtype)
     names = tuple(s.strip() for s in args.only.split(",") if s.strip())
     references = None
     if args.reference_from:

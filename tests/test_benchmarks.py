@@ -167,18 +167,3 @@ def test_gpu_sh_cpu_fallback_runs(tmp_path):
         result = json.loads((tmp_path / "out" / f"bench_{dtype}.json").read_text())
         assert result["environment"]["dtype"] == dtype
         assert KEYS <= set(result["hrec_softmax"])
-
-
-def test_prototypes_smoke(tmp_path):
-    """The what-if kernels run and reach the same exactness as the library's."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_prototypes", ROOT / "benchmarks" / "prototypes.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    path = tmp_path / "proto.json"
-    assert module.main(["--smoke", "--json", str(path)]) == 0
-    result = json.loads(path.read_text())
-    for name in ("ridge", "logistic", "softmax"):
-        assert result[name]["max_grad_norm"] <= 1e-8, name
-        assert result[name]["max_rel_diff_vs_library"] <= 1e-6, name
