@@ -390,7 +390,7 @@ def _ridge_kernel(l2):
 
 
 def _ridge_state(config, data, cache):
-    """θ⁺, the shared Cholesky factor, B deleted positions and (once computed) their θ⁻."""
+    """θ⁺, the shared ridge system (H⁻¹, H, Pᵀy), B deleted positions and (once computed) their θ⁻."""
     if "ridge" in cache:
         return cache["ridge"]
     dtype = jnp.dtype(config.dtype)
@@ -494,7 +494,7 @@ def _train_glm(kind, config, features, labels):
 
 
 def _glm_state(kind, config, data, cache):
-    """θ⁺ and the shared Cholesky factor of ∇²L(θ⁺) for `kind`, computed once per run."""
+    """θ⁺ and the shared `glm_system` at θ⁺ for `kind`, computed once per run."""
     if kind in cache:
         return cache[kind]
     dtype = jnp.dtype(config.dtype)
@@ -875,8 +875,8 @@ def _softmax_thetas_after(config, data, cache):
         grads = jax.vmap(lambda p, y: _models.per_example_grad(model, theta, p, y))(
             features, labels
         )
-        flat = grads.reshape(grads.shape[0], -1).T
-        steps = jax.scipy.linalg.cho_solve((factor, True), flat).T
+        flat = grads.reshape(grads.shape[0], -1)
+        steps = (flat.astype(factor.inverse.dtype) @ factor.inverse).astype(flat.dtype)
         return theta[None] + steps.reshape(grads.shape)
 
     approx = _block(newton_step(theta, factor, features[more], labels[more]))

@@ -60,7 +60,7 @@ def test_smoke_checks_pass(bench, smoke_results):
     for name in ("logistic_exact_unlearning", "softmax_exact_unlearning"):
         checks = smoke_results[name]["checks"]
         assert checks["sklearn_converged"], name
-        assert checks["executed_calls_per_chunk"]["gradient"] >= 2, name
+        assert checks["passes_mean"] >= 1 and checks["passes_max"] >= 1, name
     for name in ("hrec_ridge", "hrec_softmax", "hrec_rff_softmax"):
         assert smoke_results[name]["checks"]["matches_numpy"], name
     assert smoke_results["hrec_ridge"]["checks"]["cosine_median"] > 0.5
