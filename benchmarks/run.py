@@ -81,6 +81,7 @@ jax.config.update("jax_enable_x64", True)
 from jaxrecon import attacks as _attacks  # noqa: E402
 from jaxrecon import features as _features  # noqa: E402
 from jaxrecon import models as _models  # noqa: E402
+from jaxrecon import pipeline as _pipeline  # noqa: E402
 from jaxrecon import solvers as _solvers  # noqa: E402
 from jaxrecon import unlearning as _unlearning  # noqa: E402
 
@@ -137,7 +138,7 @@ class Config:
     num_classes: int = 10
     deletions: int = 1_000
     logistic_chunk: int = 1_000
-    softmax_chunk: int = 100
+    softmax_chunk: int = 1_000
     block: int = 32
     inverse_dtype: str = "float32"
     rff_dim: int = 4096
@@ -390,7 +391,7 @@ def _ridge_kernel(l2):
 
 
 def _ridge_state(config, data, cache):
-    """θ⁺, the shared ridge system (H⁻¹, H, Pᵀy), B deleted positions and (once computed) their θ⁻."""
+    """θ⁺, the shared ridge system (H⁻¹, H, Pᵀy), B deleted positions and later their θ⁻."""
     if "ridge" in cache:
         return cache["ridge"]
     dtype = jnp.dtype(config.dtype)
@@ -692,11 +693,22 @@ def _feature_space_map(dim: int) -> _features.FeatureMap:
     return _features.FeatureMap("feature-space", lambda p: p, lambda p: p, lambda d: dim)
 
 
-def _hrec_kernel(model, fmap, n_train, l2, batch):
+def _hrec_kernel(model, fmap, n_train, l2, batch, dense=False):
+    """The pipeline's HRec: Ĥ formed once inside the kernel when `dense` (small P, as the
+    pipeline does up to its DENSE_LIMIT; its cost is timed with the deletions), else
+    matrix-free."""
+
     def kernel(theta, thetas_after, public_features):
-        matvec = _attacks.public_hessian_matvec(
-            model, theta, public_features, n_train=n_train, l2=l2
-        )
+        if dense:
+            matvec = _attacks.dense_matvec(
+                _attacks.public_hessian_matrix(
+                    model, theta, public_features, n_train=n_train, l2=l2
+                )
+            )
+        else:
+            matvec = _attacks.public_hessian_matvec(
+                model, theta, public_features, n_train=n_train, l2=l2
+            )
         return jax.lax.map(
             lambda t: _attacks.hrec(model, fmap, theta, t, matvec), thetas_after, batch_size=batch
         )
@@ -790,15 +802,21 @@ def bench_hrec(kind, config, data, matmul, cache, reference=None) -> dict[str, A
     k = 1 if model.num_outputs is None else model.num_outputs
 
     fmap = _features.identity_features() if kind != "rff_softmax" else _feature_space_map(dim)
-    kernel = _hrec_kernel(model, fmap, n, l2, config.hrec_batch)
+    dense = dim * k <= _pipeline.DENSE_LIMIT  # as the pipeline decides
+    kernel = _hrec_kernel(model, fmap, n, l2, config.hrec_batch, dense=dense)
     args = (theta, thetas_after, p_pub)
     compiled, compile_s = _compile(kernel, *args)
     out, timing = _time_calls(compiled, args, config.repeats)
     ours = timing / b
     # FLOPs per deletion: Ĥ-vector product = P_pub Δ and P_pubᵀ(...) (2 × 2mDK); softmax adds
     # GᵀG (2DK²) and G v (2DK); the K×K eigh and the normalisation are O(K³ + DK).
+    # Dense Ĥ (small P): forming it, m·D²·K(K+1), amortised over B, plus 2P² per product.
     m = config.n_public
-    flops = 4.0 * m * dim * k + (2.0 * dim * k * k + 2.0 * dim * k if k > 1 else 0.0)
+    flops = 2.0 * dim * k * k + 2.0 * dim * k if k > 1 else 0.0
+    if dense:
+        flops += m * dim * dim * k * (k + 1) / b + 2.0 * (dim * k) ** 2
+    else:
+        flops += 4.0 * m * dim * k
 
     p_hat = np.asarray(out.x_hat, np.float64)
     checks: dict[str, Any] = {}

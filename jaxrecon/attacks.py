@@ -94,6 +94,41 @@ def public_hessian_matvec(
     return matvec
 
 
+def public_hessian_matrix(
+    model: Model,
+    params: jax.Array,
+    public_features: jax.Array,
+    *,
+    n_train: int,
+    l2,
+    public_labels: jax.Array | None = None,
+) -> jax.Array:
+    """Ĥ of `public_hessian_matvec` formed once as a dense [P, P] matrix (moderate P only).
+
+    Forming it costs m·D²·K(K+1) FLOPs (`models.dense_hessian`); each product then costs 2P²
+    instead of the matrix-free 4mP, so it pays off from about P/2 deletions on (a ridge or
+    logistic model on 785 pixels: ~400). Wrap it with `dense_matvec`.
+    """
+    if model.hessian_uses_labels and public_labels is None:
+        raise ValueError(
+            f"public_labels is None, but the {model.name!r} Hessian depends on the labels"
+        )
+    m = public_features.shape[0]
+    weights = jnp.full((m,), (n_train - 1) / m, public_features.dtype)
+    return _models.dense_hessian(
+        model, params, public_features, l2=l2, weights=weights, labels=public_labels
+    )
+
+
+def dense_matvec(matrix: jax.Array) -> Callable[[jax.Array], jax.Array]:
+    """v -> M v over flattened parameters (vmapped over deletions: one matrix product)."""
+
+    def matvec(v):
+        return (matrix @ v.reshape(-1)).reshape(v.shape)
+
+    return matvec
+
+
 def hrec(
     model: Model,
     feature_map: FeatureMap,

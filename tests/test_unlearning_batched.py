@@ -156,3 +156,21 @@ def test_ridge_system_check_detects_a_wrong_answer(rng):
     bad = system._replace(inverse=system.inverse * (1 + 1e-3))
     res = unlearning.unlearn_ridge(theta, bad, pj, yj, jnp.asarray([7]), l2=L2)
     assert float(res.grad_norm) > 1e-8
+
+
+@pytest.mark.parametrize("name,k", [("ridge", None), ("softmax", 3), ("svm", 3)])
+def test_public_hessian_matrix_equals_matrix_free_products(rng, name, k):
+    from jaxrecon import attacks
+
+    task = "regression" if name == "ridge" else "multiclass"
+    _, p, y = make_problem(rng, n=30, d=4, num_classes=k, task=task)
+    model = models.make_model(name, k)
+    theta = jnp.asarray(rng.normal(size=model.param_shape(5)))
+    labels = None if name == "ridge" else jnp.asarray(y, jnp.int32)
+    kw = {"n_train": 101, "l2": L2, "public_labels": labels if model.hessian_uses_labels else None}
+    matrix = attacks.public_hessian_matrix(model, theta, jnp.asarray(p), **kw)
+    free = attacks.public_hessian_matvec(model, theta, jnp.asarray(p), **kw)
+    dense = attacks.dense_matvec(matrix)
+    for _ in range(3):
+        v = jnp.asarray(rng.normal(size=theta.shape))
+        np.testing.assert_allclose(dense(v), free(v), rtol=1e-12, atol=1e-12)
