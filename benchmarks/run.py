@@ -22,8 +22,8 @@ Benchmarks (key: jaxrecon kernel vs reference):
   D x D products (u = H⁻¹p and the exactness check H θ⁻), batched into matrix products.
 - logistic_exact_unlearning / softmax_exact_unlearning (D = 785, K = 10): `unlearn_glm` (exact
   Newton step from θ⁺ by Woodbury on one shared H⁺⁻¹, then chord iterations on compacted blocks
-  of unconverged deletions; logistic: all B = 1,000 in one call; softmax: a chunk of 100, the
-  pipeline's default chunk) vs sklearn `LogisticRegression` refit per deletion. The shared
+  of unconverged deletions; B = 1,000 in one call) vs sklearn `LogisticRegression` refit per
+  deletion. The shared
   `glm_system` (dense Hessian, its inverse, in float32 by default) is setup, reported apart.
 - hrec_ridge / hrec_softmax / hrec_rff_softmax (4,096 random Fourier features): `hrec` with
   `public_hessian_matvec`, B = 1,000, vs a NumPy loop over the deletions.

@@ -68,7 +68,8 @@ def test_cli_writes_the_contracted_files(tmp_path):
     assert SUMMARY_KEYS <= set(summary)
     assert set(summary["model"]) >= {"train_score", "test_score", "score_name"}
     assert "max_grad_norm" in summary["unlearning"]
-    assert set(summary["timing_s"]) == {"train", "unlearn", "attack"}
+    assert set(summary["timing_s"]) == {"train", "setup", "unlearn", "attack"}
+    assert summary["unlearning"]["kernel"] == "chord"  # softmax on digits: P = 650
     assert set(summary["versions"]) >= {"jaxrecon", "jax"}
     for name in ("hrec", "avg", "maxdiff"):
         assert set(summary["attacks"][name]) >= {
