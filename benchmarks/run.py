@@ -989,9 +989,7 @@ def run_e2e(
         with open(os.path.join(out, "summary.json")) as f:
             summary = json.load(f)
     stages = {k: float(v) for k, v in summary["timing_s"].items()}
-    stages["other (start-up, data, compiles, metrics, writing)"] = wall - sum(
-        stages.values()
-    )
+    stages["other (start-up, data, compiles, metrics, writing)"] = wall - sum(stages.values())
     attacks = summary.get("attacks", {})
     return {
         "command": " ".join(cmd),
