@@ -432,22 +432,22 @@ def unlearn_glm(
     capacitance = basis[None] - curv @ vtu
     mix = jnp.linalg.solve(capacitance, curv)  # (I − C VᵀU)⁻¹ C, [B, K, K]
 
-    def solve(g, p_b, u_b, mix_b):  # H₋⁻¹ g for a block: g [b, D, K]
-        x = g.reshape(g.shape[0], size).astype(inverse.dtype) @ inverse  # [b, P]
-        vx = jnp.einsum("bak,ba->bk", x.reshape(-1, dim, k), p_b.astype(x.dtype))
+    def woodbury(x, p_b, u_b, mix_b):  # H₋⁻¹ g from x = H⁺⁻¹ g, [b, P] in the inverse's dtype
+        vx = jnp.einsum("bak,ba->bk", x.reshape(x.shape[0], dim, k), p_b.astype(x.dtype))
         mixed = jnp.einsum("bqr,br->bq", mix_b.astype(x.dtype), vx)
-        corr = jnp.einsum("bqx,bq->bx", u_b, mixed)
-        return (x + corr).astype(dtype).reshape(g.shape)
+        return (x + jnp.einsum("bqx,bq->bx", u_b, mixed)).astype(dtype)
+
+    def solve(g, p_b, u_b, mix_b):  # H₋⁻¹ g for a block: g [b, D, K]
+        x = g.reshape(g.shape[0], size).astype(inverse.dtype) @ inverse
+        return woodbury(x, p_b, u_b, mix_b).reshape(g.shape)
 
     # The first step, an exact Newton step from θ⁺ without a pass over the data: H₋⁻¹V =
     # U (I − C VᵀU)⁻¹ and ∇L₋(θ⁺) = ∇L(θ⁺) − V ℓ'(z⁺_j), where H⁺⁻¹∇L(θ⁺) is shared by all lanes.
     step0 = jnp.linalg.solve(capacitance, jax.vmap(loss_grad)(z_j, y)[..., None])[..., 0]
     shared_x = system.grad.reshape(1, size).astype(inverse.dtype) @ inverse  # [1, P]
-    vx = jnp.einsum("ak,ba->bk", shared_x.reshape(dim, k), p.astype(shared_x.dtype))
-    mixed = jnp.einsum("bqr,br->bq", mix.astype(vx.dtype), vx)
-    thetas = theta[None] + (
-        jnp.einsum("bqx,bq->bx", u_t, step0.astype(u_t.dtype) - mixed) - shared_x
-    ).astype(dtype).reshape(count, dim, k)
+    towards = jnp.einsum("bqx,bq->bx", u_t, step0.astype(u_t.dtype)).astype(dtype)
+    residual = woodbury(jnp.broadcast_to(shared_x, (count, size)), p, u_t, mix)
+    thetas = theta[None] + (towards - residual).reshape(count, dim, k)
     rows = jnp.arange(n)
 
     def cond(state):
