@@ -294,7 +294,7 @@ def run(
     )
 
     # One kernel per stage, compiled once for the chunk shape. Shared arrays (data, θ⁺, the
-    # Cholesky factor) are arguments, not closed-over constants baked into the program.
+    # shared system, Ĥ) are arguments, not closed-over constants baked into the program.
     arrays_in["theta"] = theta
     t0 = time.perf_counter()
     arrays_in["factor"] = _shared_factor(
