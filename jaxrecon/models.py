@@ -403,7 +403,7 @@ def dense_hessian(
     eye = jnp.eye(size, dtype=params.dtype)
     if params.ndim == 1:
         curv = weights * model.curvature(z, jnp.ones_like(z), labels)
-        return features.T @ (curv[:, None] * features) + l2 * eye
+        return _gram(features, curv) + l2 * eye
     k = params.shape[1]
     dim = features.shape[1]
     basis = jnp.eye(k, dtype=z.dtype)
@@ -415,13 +415,19 @@ def dense_hessian(
     blocks = {}
     for a in range(k):
         for b in range(a, k):
-            blocks[a, b] = features.T @ (curv[:, a, b][:, None] * features)
+            blocks[a, b] = _gram(features, curv[:, a, b])
     rows = [
         jnp.stack([blocks[a, b] if a <= b else blocks[b, a].T for b in range(k)], axis=2)
         for a in range(k)
     ]  # rows[a][x, y, b] = H[(x, a), (y, b)]
     hess = jnp.stack(rows, axis=1)  # [D, K, D, K]
     return hess.reshape(dim * k, dim * k) + l2 * eye
+
+
+def _gram(features: jax.Array, weights: jax.Array) -> jax.Array:
+    """Pᵀ diag(w) P, with (w ⊙ P)ᵀ materialised first: a plain matrix product then runs about
+    1.4x faster on CPU than one contracting the long axis of both operands in place."""
+    return jax.lax.optimization_barrier((weights[:, None] * features).T) @ features
 
 
 def _check_labels(model: Model, labels) -> None:

@@ -494,4 +494,6 @@ def _spd_inverse(matrix: jax.Array) -> jax.Array:
     factor = jnp.linalg.cholesky(matrix)
     eye = jnp.eye(matrix.shape[0], dtype=matrix.dtype)
     inv_factor = jax.scipy.linalg.solve_triangular(factor, eye, lower=True)
-    return inv_factor.T @ inv_factor
+    # Materialise L⁻ᵀ first: a plain matrix product (about 1.5x faster on CPU than contracting
+    # the leading axis of both operands in place).
+    return jax.lax.optimization_barrier(inv_factor.T) @ inv_factor
