@@ -80,10 +80,7 @@ def public_hessian_matvec(
     Raises:
       ValueError: `public_labels` missing for a model whose Hessian needs them.
     """
-    if model.hessian_uses_labels and public_labels is None:
-        raise ValueError(
-            f"public_labels is None, but the {model.name!r} Hessian depends on the labels"
-        )
+    _check_public_labels(model, public_labels)
     m = public_features.shape[0]
     scale = (n_train - 1) / m
     weights = jnp.full((m,), scale, public_features.dtype)
@@ -109,10 +106,7 @@ def public_hessian_matrix(
     instead of the matrix-free 4mP, so it pays off from about P/2 deletions on (a ridge or
     logistic model on 785 pixels: ~400). Wrap it with `dense_matvec`.
     """
-    if model.hessian_uses_labels and public_labels is None:
-        raise ValueError(
-            f"public_labels is None, but the {model.name!r} Hessian depends on the labels"
-        )
+    _check_public_labels(model, public_labels)
     m = public_features.shape[0]
     weights = jnp.full((m,), (n_train - 1) / m, public_features.dtype)
     return _models.dense_hessian(
@@ -856,6 +850,13 @@ def _inverse(feature_map: FeatureMap, invert):
             "(e.g. attacks.feature_inverter(...))"
         )
     return feature_map.invert
+
+
+def _check_public_labels(model: Model, public_labels) -> None:
+    if model.hessian_uses_labels and public_labels is None:
+        raise ValueError(
+            f"public_labels is None, but the {model.name!r} Hessian depends on the labels"
+        )
 
 
 def _check_count(name: str, value, *, minimum: int) -> None:
