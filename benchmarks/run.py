@@ -1,4 +1,4 @@
-"""Benchmarks: each jaxrecon kernel against the code a user would otherwise write (issue 5).
+"""Benchmarks: the library's composition layer against the code a user would otherwise write.
 
 Commands (from the repository root; times on the 2-core CPU):
 
@@ -8,34 +8,54 @@ Commands (from the repository root; times on the 2-core CPU):
     python benchmarks/run.py --e2e-only                               # MNIST `jaxrecon run`
     python benchmarks/run.py --dtype float32 ...                      # float32 kernels
 
+What is timed is what `jaxrecon run` runs: each benchmark builds a `scenario.Scenario` from the
+synthetic data (`scenario.make_scenario`), trains θ⁺ with `jax.jit(scenario.fit)` and prepares
+the shared unlearning system with `unlearners.make_unlearn`; those two are reported as setup
+(`setup_s`, `setup_detail_s`; building the scenario itself as `scenario_s`). This file holds no
+training, unlearning-system or attack code of its own: the library chooses the solver, the
+unlearning kernel (recorded as `kernel`) and the attacker's Hessian (recorded as `hessian`).
+
 Everything is measured in one process and one run, so the ratios share the machine's state. For
-each kernel: jit the composed, vmapped function once, time the compile (`lower().compile()`)
-separately, make one warm-up call, then report the median of `repeats` calls
-(`block_until_ready`). References are timed per deletion on a few deletions and scaled; their
-one-off setup (a Hessian built once, softmax probabilities) is amortised over the B deletions.
+each kernel: jit the library's `apply` (`Unlearner.apply`, `Attack.apply`) once, time its compile
+(`lower().compile()`) separately, make one warm-up call, then report the median of `repeats`
+calls (`block_until_ready`). References are timed per deletion on a few deletions and scaled;
+their one-off setup (a Hessian built once, softmax probabilities) is amortised over the B
+deletions.
 
-Benchmarks (key: jaxrecon kernel vs reference):
+Benchmarks (key: what is timed vs the reference):
 
-- ridge_exact_unlearning: `unlearn_ridge` vmapped over B = 1,000 [B, 1] positions vs sklearn
-  `Ridge` refit per deletion.
-- ridge: the shared system is `ridge_system` (H⁻¹, H, Pᵀy), so each deletion costs two
-  D x D products (u = H⁻¹p and the exactness check H θ⁻), batched into matrix products.
-- logistic_exact_unlearning / softmax_exact_unlearning (D = 785, K = 10): `unlearn_glm` (exact
-  Newton step from θ⁺ by Woodbury on one shared H⁺⁻¹, then chord iterations on compacted blocks
-  of unconverged deletions; B = 1,000 in one call) vs sklearn `LogisticRegression` refit per
-  deletion. The shared
-  `glm_system` (dense Hessian, its inverse, in float32 by default) is setup, reported apart.
-- hrec_ridge / hrec_softmax / hrec_rff_softmax (4,096 random Fourier features): `hrec` with
-  `public_hessian_matvec`, B = 1,000, vs a NumPy loop over the deletions.
+- ridge_exact_unlearning: the exact `Unlearner` (kernel "woodbury": θ⁻ in closed form from the
+  shared H⁻¹, H and Pᵀy; per deletion two D x D products, u = H⁻¹p and the exactness check H θ⁻,
+  batched into matrix products) on B = 1,000 one-record deletions vs sklearn `Ridge` refit per
+  deletion.
+- logistic_exact_unlearning / softmax_exact_unlearning (D = 785, K = 10): the exact `Unlearner`
+  (kernel "chord": an exact Newton step from θ⁺ by Woodbury on one shared H⁺⁻¹, then chord
+  iterations on compacted blocks of unconverged deletions; B = 1,000 in one call) vs sklearn
+  `LogisticRegression` refit per deletion. Its shared system (dense Hessian and its inverse, in
+  float32 by default: `--inverse-dtype`) is `make_unlearn`, reported as setup.
+- hrec_ridge / hrec_softmax / hrec_rff_softmax (4,096 random Fourier features): the `Attack` of
+  `reconstruction.make_attack(sc, θ⁺, ["hrec"])` on B = 1,000 θ⁻, called on chunks of `hrec_batch`
+  deletions in a Python loop (as the engine runs it; the chunks' times summed), vs a NumPy loop
+  over the deletions. The library decides Ĥ: dense for P <= `scenario.DENSE_LIMIT` (ridge here),
+  formed once by `make_attack`, which is timed with the chunks, so its cost is in the
+  per-deletion time amortised over B (as the NumPy reference's is); Hessian-vector products
+  otherwise. θ⁻: exact, the unlearning benchmark's where it ran, the same `Unlearner` otherwise.
+  RFF: the scenario's inputs ARE the features φ(x) (bias column dropped; identity features on
+  them), so HRec's p̂ is the reconstruction and the benchmark times the attack, not an embedding
+  inversion; its θ⁻ is the surrogate θ⁺ + ∇ℓ(θ⁺; z_j)/(l2 + n/4), since the kernel's cost does
+  not depend on θ⁻ (exact unlearning of 41K parameters picks Newton-CG per deletion, most of an
+  hour here); correctness is checked against the NumPy loop on the same θ⁻.
 
-Data: synthetic MNIST-shaped inputs (784 pixels in [0, 1], 81% zeros) plus the bias column, n =
-10,000 training and m = 10,000 public samples, labels from a random linear teacher; l2 = 1
-(scikit-learn: `alpha = l2`, `C = 1 / l2`, `fit_intercept=False`, the bias is a feature).
+Data: a synthetic MNIST-shaped pool (784 pixels in [0, 1], 81% zeros, labels from a random
+linear teacher), from which `make_scenario` draws its test split (10%), n = 10,000 training and
+m = 10,000 public rows; features p = [x, 1]; l2 = 1 (scikit-learn: `alpha = l2`, `C = 1 / l2`,
+`fit_intercept=False`, the bias is a feature). Deletions: `scenario.draw_deletions`.
 
 Exact unlearning for logistic / softmax means a relative gradient norm <= 1e-8 (float64; 1e-5 in
-float32) for both sides. scikit-learn's reference solver is `newton-cg`, warm-started at θ⁺, its
-`tol` lowered (1e-8, 1e-9, ...) until its solution also reaches <= 1e-8 in our norm: during
-development the default `lbfgs` stalled near 3e-7 and `newton-cholesky` was 4-10x slower.
+float32) for both sides (`make_unlearn(..., tol=...)`). scikit-learn's reference solver is
+`newton-cg`, warm-started at θ⁺, its `tol` lowered (1e-8, 1e-9, ...) until its solution also
+reaches <= 1e-8 in our norm: during development the default `lbfgs` stalled near 3e-7 and
+`newton-cholesky` was 4-10x slower.
 
 The machine's ceiling is a matmul of the kernels' size, [n, D] x [D, B], in the same dtype and
 run: three layouts (P V, Pᵀ R, contiguous Pᵀ times R), measured at the start and at the end of the
@@ -78,12 +98,12 @@ import jax.numpy as jnp  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from jaxrecon import attacks as _attacks  # noqa: E402
+from jaxrecon import data as _data  # noqa: E402
 from jaxrecon import features as _features  # noqa: E402
 from jaxrecon import models as _models  # noqa: E402
-from jaxrecon import pipeline as _pipeline  # noqa: E402
-from jaxrecon import solvers as _solvers  # noqa: E402
-from jaxrecon import unlearning as _unlearning  # noqa: E402
+from jaxrecon import reconstruction as _reconstruction  # noqa: E402
+from jaxrecon import scenario as _scenario  # noqa: E402
+from jaxrecon import unlearners as _unlearners  # noqa: E402
 
 BENCHMARKS = (
     "ridge_exact_unlearning",
@@ -119,16 +139,18 @@ class Config:
       deletions: B, deletions per batch for ridge unlearning and every HRec benchmark.
       logistic_chunk: deletions in the timed logistic retraining batch.
       softmax_chunk: deletions in the timed softmax retraining batch.
-      block: deletions per pass of `unlearn_glm` (its lane-compaction block).
-      inverse_dtype: dtype of the shared H⁺⁻¹ of `unlearn_glm` (a preconditioner only).
+      block: `make_unlearn` option: deletions per pass of the chord kernel (its lane-compaction
+        block).
+      inverse_dtype: `make_unlearn` option: dtype of the chord kernel's shared H⁺⁻¹ (a
+        preconditioner only).
       rff_dim: random Fourier features (plus the bias).
-      hrec_batch: `lax.map` batch size of the HRec kernels (bounds memory; >= B is one vmap).
+      hrec_batch: deletions per call of the HRec `Attack` (bounds memory; >= B is one call).
       l2: the regulariser.
       dtype: "float64" or "float32" for the jaxrecon kernels (references stay float64).
       repeats: timed calls of each jaxrecon kernel, after one warm-up call.
       ref_refits: timed scikit-learn refits per unlearning benchmark.
       ref_loops: timed NumPy HRec deletions (ridge; a quarter of it for RFF).
-      seed: NumPy seed of the synthetic data and the deleted positions.
+      seed: NumPy seed of the synthetic data and the scenarios' key (split, deletions).
       sparsity: fraction of nonzero pixels.
     """
 
@@ -194,37 +216,113 @@ def get_config(*, quick: bool = False, smoke: bool = False, dtype: str = "float6
 
 
 # --------------------------------------------------------------------------------------------
-# Data and timing helpers
+# Data and scenarios
+
+
+def pool_size(config: Config) -> int:
+    """Pooled rows: enough for `make_scenario`'s test split (10%), then n training, m public."""
+    return math.ceil((config.n_train + config.n_public) / (1 - _data.TEST_FRACTION)) + 1
 
 
 def make_data(config: Config) -> dict[str, np.ndarray]:
-    """Synthetic MNIST-shaped data, float64 NumPy (fixed seed).
+    """Synthetic MNIST-shaped pooled data, float64 NumPy (fixed seed), `pool_size` rows.
 
-    Pixels are U[0, 1] with probability `sparsity`, else 0; features p = [x, 1]. Targets: ridge
+    Pixels x are U[0, 1] with probability `sparsity`, else 0; p = [x, 1]. Targets: ridge
     y = pᵀw + 0.1·noise; logistic y ~ Bernoulli(σ(z)); softmax y ~ Categorical(softmax(z)) with
     z from a random linear teacher on the centred pixels.
     """
     rng = np.random.default_rng(config.seed)
-    n, m, d, k = config.n_train, config.n_public, config.input_dim, config.num_classes
-    x = np.where(rng.random((n + m, d)) < config.sparsity, rng.random((n + m, d)), 0.0)
-    p = np.concatenate([x, np.ones((n + m, 1))], axis=1)
+    rows, d, k = pool_size(config), config.input_dim, config.num_classes
+    x = np.where(rng.random((rows, d)) < config.sparsity, rng.random((rows, d)), 0.0)
+    p = np.concatenate([x, np.ones((rows, 1))], axis=1)
     centred = x - config.sparsity / 2
     teacher = rng.normal(size=(d, k)) * 4.0 / math.sqrt(d * config.sparsity)
     z = centred @ teacher
     y_ridge = p @ rng.normal(size=d + 1) / math.sqrt(d * config.sparsity) + 0.1 * rng.normal(
-        size=n + m
+        size=rows
     )
-    y_logistic = (rng.random(n + m) < 1 / (1 + np.exp(-z[:, 0]))).astype(np.int64)
-    y_softmax = np.argmax(z + rng.gumbel(size=(n + m, k)), axis=1).astype(np.int64)
-    return {
-        "x_train": x[:n],
-        "p_train": p[:n],
-        "p_public": p[n:],
-        "x_public": x[n:],
-        "y_ridge": y_ridge[:n],
-        "y_logistic": y_logistic[:n],
-        "y_softmax": y_softmax[:n],
+    y_logistic = (rng.random(rows) < 1 / (1 + np.exp(-z[:, 0]))).astype(np.int64)
+    y_softmax = np.argmax(z + rng.gumbel(size=(rows, k)), axis=1).astype(np.int64)
+    return {"x": x, "y_ridge": y_ridge, "y_logistic": y_logistic, "y_softmax": y_softmax}
+
+
+def make_dataset(
+    model: str, config: Config, data: dict[str, np.ndarray], x: np.ndarray | None = None
+) -> _data.Dataset:
+    """The pool as model family `model` learns it, on inputs `x` (default: the pixels).
+
+    ridge: the real targets (num_classes None: the ridge task regresses y); logistic: the binary
+    labels (num_classes 2); softmax: the K class ids.
+    """
+    x = data["x"] if x is None else x
+    num_classes = {"ridge": None, "logistic": 2, "softmax": config.num_classes}[model]
+    return _data.Dataset(
+        name=f"synthetic-mnist-{model}",
+        x=x,
+        y=data[f"y_{model}"],
+        num_classes=num_classes,
+        image_shape=None,
+        x_min=float(x.min()),
+        x_max=float(x.max()),
+        source="generated by benchmarks/run.py",
+    )
+
+
+def make_scenario(config: Config, dataset: _data.Dataset, model: str) -> _scenario.Scenario:
+    """`scenario.make_scenario` with the run's sizes, l2, dtype and key (seed)."""
+    return _scenario.make_scenario(
+        dataset,
+        model=model,
+        key=jax.random.key(config.seed),
+        n_train=config.n_train,
+        n_public=config.n_public,
+        l2=config.l2,
+        dtype=config.dtype,
+    )
+
+
+def _model_state(model: str, config: Config, data, cache) -> dict[str, Any]:
+    """The scenario of `model`, θ⁺ (`scenario.fit`) and its exact `Unlearner`
+    (`unlearners.make_unlearn`), built once per run, and the seconds each step took."""
+    if model in cache:
+        return cache[model]
+    t0 = time.perf_counter()
+    sc = make_scenario(config, make_dataset(model, config, data), model)
+    t1 = time.perf_counter()
+    fit = _block(jax.jit(_scenario.fit)(sc))
+    t2 = time.perf_counter()
+    unlearner = _block(
+        _unlearners.make_unlearn(
+            sc,
+            fit.params,
+            "exact",
+            tol=EXACT_TOL[config.dtype],
+            inverse_dtype=config.inverse_dtype,
+            block=config.block,
+        )
+    )
+    t3 = time.perf_counter()
+    cache[model] = {
+        "scenario": sc,
+        "fit": fit,
+        "unlearner": unlearner,
+        "seconds": {"scenario": t1 - t0, "train": t2 - t1, "system": t3 - t2},
     }
+    return cache[model]
+
+
+def _reference_role(sc: _scenario.Scenario, role: str) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 NumPy features p = [x, 1] and labels of a scenario role ("train" or "public"),
+    from the pooled data, for the references (whatever dtype the scenario computes in)."""
+    dataset = sc.info.dataset
+    rows = getattr(sc.info.roles, role)
+    x = dataset.x[rows]
+    features = np.concatenate([x, np.ones((len(rows), 1))], axis=1)
+    return features, _scenario.task_labels(dataset, sc.model.task)[rows]
+
+
+# --------------------------------------------------------------------------------------------
+# Timing helpers
 
 
 def _block(tree):
@@ -324,12 +422,6 @@ def _rel(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(np.float64).tiny))
 
 
-def _cosine_rows(a, b) -> np.ndarray:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    den = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-300)
-    return np.sum(a * b, axis=1) / den
-
-
 def _softmax_np(z):
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -381,72 +473,38 @@ def _loaded_reference(reference: dict[str, Any]) -> Timing:
 # Exact unlearning
 
 
-def _ridge_kernel(l2):
-    def kernel(theta, factor, features, targets, deleted):
-        return jax.vmap(
-            lambda d: _unlearning.unlearn_ridge(theta, factor, features, targets, d, l2=l2)
-        )(deleted)
-
-    return kernel
+def _apply_unlearner(unlearner: _unlearners.Unlearner, deleted: jax.Array):
+    return unlearner.apply(deleted)
 
 
-def _ridge_state(config, data, cache):
-    """θ⁺, the shared ridge system (H⁻¹, H, Pᵀy), B deleted positions and later their θ⁻."""
-    if "ridge" in cache:
-        return cache["ridge"]
-    dtype = jnp.dtype(config.dtype)
-    n = config.n_train
-    features = jnp.asarray(data["p_train"], dtype)
-    targets = jnp.asarray(data["y_ridge"], dtype)
-    t0 = time.perf_counter()
-    weights = jnp.ones(n, dtype)
-    fit = jax.jit(_solvers.fit_ridge)(features, targets, l2=config.l2, weights=weights)
-    theta = _block(fit.params)
-    # The pipeline's shared system: H⁻¹ (one Cholesky factor), H and Pᵀy.
-    factor = _block(jax.jit(_unlearning.ridge_system)(features, targets, l2=config.l2))
-    setup_s = time.perf_counter() - t0
-    rng = np.random.default_rng(config.seed + 10)
-    deleted = np.sort(rng.choice(n, config.deletions, replace=False))
-    state = {
-        "theta": theta,
-        "factor": factor,
-        "features": features,
-        "targets": targets,
-        "deleted": deleted,
-        "setup_s": setup_s,
-    }
-    cache["ridge"] = state
-    return state
+def _time_unlearner(unlearner: _unlearners.Unlearner, deleted: np.ndarray, repeats: int):
+    """The unlearner on `deleted` [B]: (UnlearnResult, median Timing of the batch, compile s)."""
+    args = (unlearner, jnp.asarray(deleted))
+    compiled, compile_s = _compile(_apply_unlearner, *args)
+    out, timing = _time_calls(compiled, args, repeats)
+    return out, timing, compile_s
 
 
 def bench_ridge_unlearning(config, data, matmul, cache, reference=None) -> dict[str, Any]:
-    """Sherman–Morrison batch (`unlearn_ridge` vmapped over [B, 1]) vs sklearn `Ridge` refits."""
+    """The exact ridge `Unlearner` ("woodbury") on B deletions vs sklearn `Ridge` refits."""
     n, dim, l2, b = config.n_train, config.input_dim + 1, config.l2, config.deletions
-    p_np, y_np = data["p_train"], data["y_ridge"]
-    state = _ridge_state(config, data, cache)
-    deleted = state["deleted"]
-    args = (
-        state["theta"],
-        state["factor"],
-        state["features"],
-        state["targets"],
-        jnp.asarray(deleted[:, None]),
-    )
-    compiled, compile_s = _compile(_ridge_kernel(l2), *args)
-    out, timing = _time_calls(compiled, args, config.repeats)
+    state = _model_state("ridge", config, data, cache)
+    sc, unlearner, seconds = state["scenario"], state["unlearner"], state["seconds"]
+    deleted = _scenario.draw_deletions(sc, b)
+    out, timing, compile_s = _time_unlearner(unlearner, deleted, config.repeats)
+    state["thetas_after"] = (deleted, out.params)
     ours = timing / b
     # FLOPs per deletion: u = H⁻¹p (2·D², one matrix product over the batch) and the
     # gradient-norm check H θ⁻ (2·D²; vmapped, also one matrix product). The 1×1 capacitance,
     # the residual and the rank-one terms of the check are O(D).
     flops = 4.0 * dim * dim
-    state["thetas_after"] = out.params
-    setup_s = state["setup_s"]
 
     grad_max = float(jnp.max(out.grad_norm))
     checks = {"max_grad_norm": grad_max, "grad_norm_ok": grad_max <= EXACT_TOL[config.dtype]}
     if reference is None:
         from sklearn.linear_model import Ridge
 
+        p_np, y_np = _reference_role(sc, "train")
         picks = list(range(config.ref_refits + 1))
 
         def refit(i):
@@ -469,87 +527,35 @@ def bench_ridge_unlearning(config, data, matmul, cache, reference=None) -> dict[
         flops,
         matmul,
         reference=ref_name,
+        kernel=unlearner.kernel,
         deletions_timed=b,
         compile_s=compile_s,
-        setup_s=setup_s,
+        setup_s=seconds["train"] + seconds["system"],
+        setup_detail_s={"train": seconds["train"], "ridge_system": seconds["system"]},
+        scenario_s=seconds["scenario"],
         checks=checks,
     )
 
 
-def _train_glm(kind, config, features, labels):
-    """θ⁺ on the full training set to round-off (Newton; CG Newton systems for softmax)."""
-    dtype = features.dtype
-    if kind == "logistic":
-        model = _models.logistic_model()
-        solver = {"linear_solver": "dense"}
-    else:
-        model = _models.softmax_model(config.num_classes)
-        solver = {"linear_solver": "cg", "cg_max_steps": 500}
-    weights = jnp.ones(features.shape[0], dtype)
-
-    def train(features, labels):
-        return _solvers.fit_newton(model, features, labels, l2=config.l2, weights=weights, **solver)
-
-    fit = _block(jax.jit(train)(features, labels))
-    return model, fit
-
-
-def _glm_state(kind, config, data, cache):
-    """θ⁺ and the shared `glm_system` at θ⁺ for `kind`, computed once per run."""
-    if kind in cache:
-        return cache[kind]
-    dtype = jnp.dtype(config.dtype)
-    features = jnp.asarray(data["p_train"], dtype)
-    labels = jnp.asarray(data[f"y_{kind}"], jnp.int32)
-    t0 = time.perf_counter()
-    model, fit = _train_glm(kind, config, features, labels)
-    train_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    # The pipeline's shared system (explicit H⁺⁻¹, z⁺, full gradients, Pᵀ); H⁺⁻¹ in
-    # `config.inverse_dtype` (float32 by default: it only preconditions the chord iterations).
-    factor = _block(
-        jax.jit(
-            lambda t, f, y: _unlearning.glm_system(
-                model, t, f, y, l2=config.l2, inverse_dtype=jnp.dtype(config.inverse_dtype)
-            )
-        )(fit.params, features, labels)
-    )
-    factor_s = time.perf_counter() - t0
-    cache[kind] = {
-        "model": model,
-        "theta": fit.params,
-        "train_grad_norm": float(fit.grad_norm),
-        "factor": factor,
-        "features": features,
-        "labels": labels,
-        "train_s": train_s,
-        "factor_s": factor_s,
-    }
-    return cache[kind]
-
-
 def bench_retrain_unlearning(kind, config, data, matmul, cache, reference=None) -> dict[str, Any]:
-    """Exact GLM unlearning (`unlearn_glm`, chord iterations) vs warm-started sklearn refits."""
-    state = _glm_state(kind, config, data, cache)
-    model, theta, factor = state["model"], state["theta"], state["factor"]
-    features, labels = state["features"], state["labels"]
-    n, dim, l2 = config.n_train, config.input_dim + 1, config.l2
+    """The exact GLM `Unlearner` ("chord") on a batch of deletions vs warm-started sklearn
+    refits; `kind` is "logistic" or "softmax"."""
+    state = _model_state(kind, config, data, cache)
+    sc, unlearner, fit, seconds = (
+        state["scenario"],
+        state["unlearner"],
+        state["fit"],
+        state["seconds"],
+    )
+    n, dim = config.n_train, config.input_dim + 1
     k = 1 if kind == "logistic" else config.num_classes
     size = dim * k
     chunk = config.logistic_chunk if kind == "logistic" else config.softmax_chunk
     tol = EXACT_TOL[config.dtype]
 
-    rng = np.random.default_rng(config.seed + (20 if kind == "logistic" else 30))
-    deleted = np.sort(rng.choice(n, chunk, replace=False))
-
-    def kernel(theta, factor, features, labels, deleted):
-        return _unlearning.unlearn_glm(
-            model, factor, theta, features, labels, deleted, l2=l2, tol=tol, block=config.block
-        )
-
-    args = (theta, factor, features, labels, jnp.asarray(deleted))
-    compiled, compile_s = _compile(kernel, *args)
-    out, timing = _time_calls(compiled, args, config.repeats)
+    deleted = _scenario.draw_deletions(sc, chunk)
+    out, timing, compile_s = _time_unlearner(unlearner, deleted, config.repeats)
+    state["thetas_after"] = (deleted, out.params)  # exact θ⁻, reused by the HRec benchmark
     ours = timing / chunk
 
     # FLOPs per deletion (the dominant products): setting up U = H⁺⁻¹(p_j ⊗ I_K) costs 2P²
@@ -558,19 +564,19 @@ def bench_retrain_unlearning(kind, config, data, matmul, cache, reference=None) 
     # so a float32 inverse makes the fraction conservative.
     passes = np.asarray(out.steps)
     flops = 2.0 * size * size + float(passes.mean()) * (4.0 * n * dim * k + 2.0 * size * size)
-    if kind == "softmax":
-        # Exact θ⁻ for hrec_softmax's reconstruction-quality check.
-        cache["softmax_exact"] = {"deleted": deleted, "thetas_after": out.params}
     grad_max = float(jnp.max(out.grad_norm))
     checks = {
         "max_grad_norm": grad_max,
         "grad_norm_ok": grad_max <= tol,
         "passes_mean": float(passes.mean()),
         "passes_max": int(passes.max()),
-        "train_grad_norm": state["train_grad_norm"],
+        "train_grad_norm": float(fit.grad_norm),
     }
     if reference is None:
-        ref, ref_checks, ref_name = _sklearn_retrain(kind, config, data, theta, deleted, out, tol)
+        p_np, y_np = _reference_role(sc, "train")
+        ref, ref_checks, ref_name = _sklearn_retrain(
+            kind, config, p_np, y_np, fit.params, deleted, out, tol
+        )
         checks |= ref_checks
     else:
         ref, ref_name = _loaded_reference(reference), reference["reference"]
@@ -580,15 +586,17 @@ def bench_retrain_unlearning(kind, config, data, matmul, cache, reference=None) 
         flops,
         matmul,
         reference=ref_name,
+        kernel=unlearner.kernel,
         deletions_timed=chunk,
         compile_s=compile_s,
-        setup_s=state["train_s"] + state["factor_s"],
-        setup_detail_s={"train": state["train_s"], "glm_system": state["factor_s"]},
+        setup_s=seconds["train"] + seconds["system"],
+        setup_detail_s={"train": seconds["train"], "glm_system": seconds["system"]},
+        scenario_s=seconds["scenario"],
         checks=checks,
     )
 
 
-def _sklearn_retrain(kind, config, data, theta, deleted, out, tol):
+def _sklearn_retrain(kind, config, p_np, y_np, theta, deleted, out, tol):
     """Times sklearn LogisticRegression(newton-cg, warm start at θ⁺) refits per deletion.
 
     The first refit calibrates sklearn's `tol` (tol, tol/10, ...) until its solution reaches our
@@ -599,7 +607,7 @@ def _sklearn_retrain(kind, config, data, theta, deleted, out, tol):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    p_np, y_np, l2 = data["p_train"], data[f"y_{kind}"], config.l2
+    l2 = config.l2
     theta_np = np.asarray(theta, np.float64)
     coef0 = theta_np[None, :] if kind == "logistic" else theta_np.T
 
@@ -649,48 +657,97 @@ def _sklearn_retrain(kind, config, data, theta, deleted, out, tol):
 # HRec
 
 
-def _rff_features(config, data):
-    """p = [√(2/F) cos(W x + b), 1] for train and public inputs (`features.rff_features`, σ the
-    median pairwise distance of 200 training inputs), and how they were built."""
-    dtype = jnp.dtype(config.dtype)
-    sample = data["x_train"][:200]
-    dist = np.sqrt(((sample[:, None, :] - sample[None, :, :]) ** 2).sum(-1))
-    sigma = float(np.median(dist[np.triu_indices(len(sample), 1)]))
+def _exact_thetas_after(state: dict[str, Any], deleted: np.ndarray) -> tuple[jax.Array, int]:
+    """Exact θ⁻ for `deleted`: the unlearning benchmark's where it ran, the same `Unlearner`
+    for the rest. Returns (θ⁻ [B, ...], how many were reused)."""
+    done, thetas = state.get("thetas_after", (deleted[:0], None))
+    fresh = np.setdiff1d(deleted, done)
+    if len(fresh):
+        new = _block(state["unlearner"](fresh).params)
+        done = np.concatenate([done, fresh])
+        thetas = new if thetas is None else jnp.concatenate([thetas, new])
+    order = np.argsort(done)
+    rows = order[np.searchsorted(done, deleted, sorter=order)]
+    return thetas[jnp.asarray(rows)], len(deleted) - len(fresh)
+
+
+def _rff_inputs(config: Config, data) -> tuple[_scenario.Scenario, Any, Any, np.ndarray, dict]:
+    """The RFF softmax scenario, θ⁺ and surrogate θ⁻ for B deletions.
+
+    The scenario's inputs are φ(x) = √(2/F) cos(W x + b) (`features.rff_features`, σ the median
+    pairwise distance of the pooled pixels, the bias column dropped) with identity features, so
+    the model sees p = [φ(x), 1] and HRec's reconstruction is p̂ itself (exact inverse).
+    θ⁻ = θ⁺ + ∇ℓ(θ⁺; z_j)/(l2 + n/4): a surrogate with the right shape and size.
+    """
+    pixels = jnp.asarray(data["x"])
+    sigma = float(jax.jit(_features.median_bandwidth)(pixels))
     fmap = _features.rff_features(
-        jax.random.key(config.seed + 40), config.input_dim, config.rff_dim, sigma, dtype=dtype
+        jax.random.key(config.seed + 40), config.input_dim, config.rff_dim, sigma
     )
-    apply = jax.jit(fmap.apply)
-    p_train = _block(apply(jnp.asarray(data["x_train"], dtype)))
-    p_public = _block(apply(jnp.asarray(data["x_public"], dtype)))
-    return p_train, p_public, f"jaxrecon.features.rff_features (sigma={sigma:.3g})"
+    phi = np.asarray(jax.jit(fmap.apply)(pixels))[:, :-1]
+    sc = make_scenario(config, make_dataset("softmax", config, data, x=phi), "softmax")
+    fit = _block(jax.jit(_scenario.fit)(sc))
+    deleted = _scenario.draw_deletions(sc, config.deletions)
+    grads = jax.vmap(lambda p, y: _models.per_example_grad(sc.model, fit.params, p, y))(
+        sc.train.features[deleted], sc.train.labels[deleted]
+    )
+    thetas_after = _block(fit.params[None] + grads / (config.l2 + config.n_train / 4))
+    notes = {
+        "rff_features": f"jaxrecon.features.rff_features (sigma={sigma:.3g}) as the scenario's "
+        "inputs, identity features on them",
+        "theta_grad_norm": float(fit.grad_norm),
+        "theta_after": "surrogate θ⁺ + ∇ℓ(θ⁺; z_j)/(l2 + n/4)",
+    }
+    return sc, fit.params, thetas_after, deleted, notes
 
 
-def _feature_space_map(dim: int) -> _features.FeatureMap:
-    """HRec's output p̂ itself (the RFF benchmark times the attack, not embedding inversion)."""
-    return _features.FeatureMap("feature-space", lambda p: p, lambda p: p, lambda d: dim)
+def _hrec_inputs(kind: str, config: Config, data, cache):
+    """(scenario, θ⁺, θ⁻ [B, ...], deleted [B], notes) for HRec benchmark `kind`."""
+    if kind == "rff_softmax":
+        return _rff_inputs(config, data)
+    state = _model_state(kind, config, data, cache)
+    sc = state["scenario"]
+    deleted = _scenario.draw_deletions(sc, config.deletions)
+    thetas_after, reused = _exact_thetas_after(state, deleted)
+    notes = {
+        "theta_after": f"exact unlearning (unlearners.make_unlearn; {reused} reused from "
+        f"{kind}_exact_unlearning)",
+        "exact_deletions": len(deleted),
+    }
+    return sc, state["fit"].params, thetas_after, deleted, notes
 
 
-def _hrec_kernel(model, fmap, n_train, l2, batch, dense=False):
-    """The pipeline's HRec: Ĥ formed once inside the kernel when `dense` (small P, as the
-    pipeline does up to its DENSE_LIMIT; its cost is timed with the deletions), else
-    matrix-free."""
+def _apply_hrec(attack: _reconstruction.Attack, thetas_after: jax.Array, deleted: jax.Array):
+    return attack.apply(thetas_after, deleted)["hrec"]
 
-    def kernel(theta, thetas_after, public_features):
-        if dense:
-            matvec = _attacks.dense_matvec(
-                _attacks.public_hessian_matrix(
-                    model, theta, public_features, n_train=n_train, l2=l2
-                )
-            )
-        else:
-            matvec = _attacks.public_hessian_matvec(
-                model, theta, public_features, n_train=n_train, l2=l2
-            )
-        return jax.lax.map(
-            lambda t: _attacks.hrec(model, fmap, theta, t, matvec), thetas_after, batch_size=batch
-        )
 
-    return kernel
+def _time_hrec(sc, theta, thetas_after, deleted, config):
+    """The library's HRec on B deletions, `hrec_batch` per call of its `Attack`.
+
+    One timed call is `make_attack` (which forms Ĥ once when the library chooses it dense) and
+    the loop over the chunks. Returns (AttackResult [B], median Timing of the B deletions,
+    compile s of the chunk kernel, the Ĥ mode). The dense Ĥ's formation compiles inside
+    `make_attack` in the untimed first call, not in the compile time.
+    """
+    size = min(config.hrec_batch, len(deleted))
+    chunks = [
+        (thetas_after[i : i + size], jnp.asarray(deleted[i : i + size]))
+        for i in range(0, len(deleted), size)
+    ]
+    attack = _block(_reconstruction.make_attack(sc, theta, ("hrec",)))
+    compiled, compile_s = {}, 0.0
+    for t, d in chunks:
+        if len(d) not in compiled:
+            compiled[len(d)], seconds = _compile(_apply_hrec, attack, t, d)
+            compile_s += seconds
+
+    def run_all():
+        attack = _reconstruction.make_attack(sc, theta, ("hrec",))
+        return [compiled[len(d)](attack, t, d) for t, d in chunks]
+
+    outs, timing = _time_calls(run_all, (), config.repeats)
+    result = jax.tree.map(lambda *parts: jnp.concatenate(parts), *outs)
+    return result, timing, compile_s, "matrix-free" if attack.hessian is None else "dense"
 
 
 def _np_hrec_loop(kind, theta, thetas_after, p_pub, n_train, l2, picks):
@@ -735,84 +792,42 @@ def _np_hrec_ridge_dense(theta, thetas_after, p_pub, n_train, l2, picks):
 
 
 def bench_hrec(kind, config, data, matmul, cache, reference=None) -> dict[str, Any]:
-    """HRec on B deletions (`hrec` vmapped, chunked by `lax.map`) vs a NumPy loop over deletions.
+    """The library's HRec (`reconstruction.make_attack`) on B deletions vs a NumPy loop over them.
 
-    kind: "ridge", "softmax" or "rff_softmax". θ⁻: ridge, exact (`unlearn_ridge`); softmax, exact
-    retraining for the deletions of `softmax_exact_unlearning` when it ran, one Newton step with
-    the training Hessian H⁺ (influence unlearning) for the rest; RFF, θ⁺ + ∇ℓ(θ⁺; z_j)/(l2 + n/4),
-    a surrogate with the right shape (the kernel's cost does not depend on it; correctness is
-    checked against the NumPy loop on the same θ⁻).
+    kind: "ridge", "softmax" or "rff_softmax" (see the module docstring for θ⁻). `setup_s` is
+    the time to get θ⁺ and θ⁻ (near zero when an unlearning benchmark already made them).
     """
-    dtype = jnp.dtype(config.dtype)
     n, l2, b = config.n_train, config.l2, config.deletions
     t0 = time.perf_counter()
-    notes: dict[str, Any] = {}
-    truth = None
-    if kind == "ridge":
-        state = _ridge_state(config, data, cache)
-        if "thetas_after" not in state:
-            args = (state["theta"], state["factor"], state["features"], state["targets"])
-            state["thetas_after"] = _block(
-                jax.jit(_ridge_kernel(l2))(*args, jnp.asarray(state["deleted"][:, None])).params
-            )
-        theta, thetas_after, deleted = state["theta"], state["thetas_after"], state["deleted"]
-        model, p_pub = _models.ridge_model(), jnp.asarray(data["p_public"], dtype)
-        truth = data["p_train"][deleted]
-    elif kind == "softmax":
-        theta, thetas_after, deleted, notes = _softmax_thetas_after(config, data, cache)
-        model, p_pub = cache["softmax"]["model"], jnp.asarray(data["p_public"], dtype)
-        truth = data["p_train"][deleted]
-    else:
-        p_train, p_pub, notes["rff_features"] = _rff_features(config, data)
-        model = _models.softmax_model(config.num_classes)
-        labels = jnp.asarray(data["y_softmax"], jnp.int32)
-        theta, notes["theta_grad_norm"] = _train_rff(model, config, p_train, labels)
-        rng = np.random.default_rng(config.seed + 50)
-        deleted = np.sort(rng.choice(n, b, replace=False))
-        grads = jax.vmap(lambda p, y: _models.per_example_grad(model, theta, p, y))(
-            p_train[deleted], labels[deleted]
-        )
-        thetas_after = _block(theta[None] + grads / (l2 + n / 4))
-        del p_train
+    sc, theta, thetas_after, deleted, notes = _hrec_inputs(kind, config, data, cache)
     setup_s = time.perf_counter() - t0
-    dim = p_pub.shape[1]
-    k = 1 if model.num_outputs is None else model.num_outputs
-
-    fmap = _features.identity_features() if kind != "rff_softmax" else _feature_space_map(dim)
-    dense = dim * k <= _pipeline.DENSE_LIMIT  # as the pipeline decides
-    kernel = _hrec_kernel(model, fmap, n, l2, config.hrec_batch, dense=dense)
-    args = (theta, thetas_after, p_pub)
-    compiled, compile_s = _compile(kernel, *args)
-    out, timing = _time_calls(compiled, args, config.repeats)
+    out, timing, compile_s, hessian = _time_hrec(sc, theta, thetas_after, deleted, config)
     ours = timing / b
+    dim = sc.train.features.shape[1]
+    k = sc.model.num_outputs or 1
     # FLOPs per deletion: Ĥ-vector product = P_pub Δ and P_pubᵀ(...) (2 × 2mDK); softmax adds
     # GᵀG (2DK²) and G v (2DK); the K×K eigh and the normalisation are O(K³ + DK).
     # Dense Ĥ (small P): forming it, m·D²·K(K+1), amortised over B, plus 2P² per product.
     m = config.n_public
     flops = 2.0 * dim * k * k + 2.0 * dim * k if k > 1 else 0.0
-    if dense:
+    if hessian == "dense":
         flops += m * dim * dim * k * (k + 1) / b + 2.0 * (dim * k) ** 2
     else:
         flops += 4.0 * m * dim * k
 
-    p_hat = np.asarray(out.x_hat, np.float64)
+    x_hat = np.asarray(out.x_hat, np.float64)
     checks: dict[str, Any] = {}
-    if truth is not None:
-        pixels = truth[:, :-1]
-        recon = p_hat if p_hat.shape[1] == pixels.shape[1] else p_hat[:, :-1]
-        cos = _cosine_rows(recon, pixels)
-        checks["cosine_median"] = float(np.median(cos))
-        if kind == "softmax" and notes.get("exact_deletions"):
-            checks["cosine_median_exact_retraining"] = float(
-                np.median(cos[: notes["exact_deletions"]])
-            )
+    if kind != "rff_softmax":  # the surrogate θ⁻ of RFF is not a real deletion
+        scores = _reconstruction.score(sc, {"hrec": out}, deleted)["hrec"]
+        checks["cosine_median"] = float(np.median(np.asarray(scores.cosine)))
         if kind == "softmax":
-            y_true = data["y_softmax"][deleted]
-            checks["label_accuracy"] = float(np.mean(np.asarray(out.y_hat) == y_true))
+            # Every θ⁻ is exact now; the key is kept for earlier runs' readers.
+            checks["cosine_median_exact_retraining"] = checks["cosine_median"]
+            checks["label_accuracy"] = float(np.mean(np.asarray(scores.label_correct)))
     if reference is None:
         theta_np = np.asarray(theta, np.float64)
         after_np = np.asarray(thetas_after, np.float64)
-        pub_np = np.asarray(p_pub, np.float64)
+        pub_np, _ = _reference_role(sc, "public")
         loops = config.ref_loops if kind != "rff_softmax" else max(2, config.ref_loops // 4)
         picks = list(range(loops + 1))
         base = "ridge" if kind == "ridge" else "softmax"
@@ -827,10 +842,8 @@ def bench_hrec(kind, config, data, matmul, cache, reference=None) -> dict[str, A
             if dense.wall < ref.wall:
                 ref = dense
                 ref_name = "NumPy loop over deletions with Ĥ formed once (faster than matrix-free)"
-        diff = max(
-            _rel(p_hat[i], o if kind == "rff_softmax" else o[:-1])
-            for i, o in zip(picks, outs, strict=True)
-        )
+        # x̂ is p̂ without its bias coordinate (identity features' exact inverse).
+        diff = max(_rel(x_hat[i], o[:-1]) for i, o in zip(picks, outs, strict=True))
         checks["recon_rel_diff_vs_numpy"] = diff
         checks["matches_numpy"] = diff <= PARAM_TOL[config.dtype]
     else:
@@ -841,76 +854,14 @@ def bench_hrec(kind, config, data, matmul, cache, reference=None) -> dict[str, A
         flops,
         matmul,
         reference=ref_name,
+        kernel="hrec",
+        hessian=hessian,
         deletions_timed=b,
         compile_s=compile_s,
         setup_s=setup_s,
         checks=checks,
         notes=notes,
     )
-
-
-def _softmax_thetas_after(config, data, cache):
-    """θ⁺ and θ⁻ for B softmax deletions (exact where available, else one Newton step)."""
-    state = _glm_state("softmax", config, data, cache)
-    model, theta, factor = state["model"], state["theta"], state["factor"]
-    features, labels = state["features"], state["labels"]
-    n, b = config.n_train, config.deletions
-    exact = cache.get("softmax_exact")
-    rng = np.random.default_rng(config.seed + 60)
-    if exact is not None and len(exact["deleted"]) >= b:
-        notes = {
-            "theta_after": "exact unlearning (softmax_exact_unlearning's θ⁻)",
-            "exact_deletions": b,
-        }
-        return theta, exact["thetas_after"][:b], exact["deleted"][:b], notes
-    if exact is not None:
-        rest = np.setdiff1d(np.arange(n), exact["deleted"])
-        more = np.sort(rng.choice(rest, b - len(exact["deleted"]), replace=False))
-        deleted = np.concatenate([exact["deleted"], more])
-    else:
-        more = deleted = np.sort(rng.choice(n, b, replace=False))
-
-    @jax.jit
-    def newton_step(theta, factor, features, labels):
-        # θ⁻ ≈ θ⁺ + H⁺⁻¹ ∇ℓ(θ⁺; z_j): influence unlearning with the shared training Hessian.
-        grads = jax.vmap(lambda p, y: _models.per_example_grad(model, theta, p, y))(
-            features, labels
-        )
-        flat = grads.reshape(grads.shape[0], -1)
-        steps = (flat.astype(factor.inverse.dtype) @ factor.inverse).astype(flat.dtype)
-        return theta[None] + steps.reshape(grads.shape)
-
-    approx = _block(newton_step(theta, factor, features[more], labels[more]))
-    notes = {"theta_after": "one Newton step with H⁺ (influence unlearning)"}
-    if exact is not None:
-        approx = jnp.concatenate([exact["thetas_after"], approx])
-        notes = {
-            "theta_after": f"exact retraining for the first {len(exact['deleted'])}, one Newton "
-            "step with H⁺ for the rest",
-            "exact_deletions": len(exact["deleted"]),
-        }
-    return theta, approx, deleted, notes
-
-
-def _train_rff(model, config, features, labels):
-    """θ⁺ for the RFF softmax model: Newton-CG with a bounded budget (setup, not timed)."""
-    weights = jnp.ones(features.shape[0], features.dtype)
-
-    def train(features, labels):
-        return _solvers.fit_newton(
-            model,
-            features,
-            labels,
-            l2=config.l2,
-            weights=weights,
-            linear_solver="cg",
-            tol=1e-6,
-            max_steps=12,
-            cg_max_steps=60,
-        )
-
-    fit = _block(jax.jit(train)(features, labels))
-    return fit.params, float(fit.grad_norm)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,11 @@
-"""jaxrecon: how much a deleted record leaks when a model is unlearned (HRec, baselines, JAX)."""
+"""jaxrecon: how much a deleted record leaks when a model is unlearned (HRec, baselines, JAX).
 
-__version__ = "0.1.0"
+The composition layer is the front door (`scenario`, `unlearners`, `reconstruction`):
+`make_scenario` -> `fit` -> `make_unlearn` -> `make_attack` -> `score`; `jaxrecon.pipeline` runs
+the whole job from a config.
+"""
 
+from jaxrecon._version import __version__ as __version__
 from jaxrecon.attacks import AttackResult as AttackResult
 from jaxrecon.attacks import InversionResult as InversionResult
 from jaxrecon.attacks import UpdatesLeakDecoder as UpdatesLeakDecoder
@@ -35,6 +39,7 @@ from jaxrecon.features import identity_features as identity_features
 from jaxrecon.features import median_bandwidth as median_bandwidth
 from jaxrecon.features import rff_features as rff_features
 from jaxrecon.metrics import cosine_similarity as cosine_similarity
+from jaxrecon.metrics import empirical_cdf as empirical_cdf
 from jaxrecon.models import Model as Model
 from jaxrecon.models import logistic_model as logistic_model
 from jaxrecon.models import make_model as make_model
@@ -45,14 +50,39 @@ from jaxrecon.models import svm_model as svm_model
 from jaxrecon.pipeline import RunConfig as RunConfig
 from jaxrecon.pipeline import run as run
 from jaxrecon.pipeline import write_outputs as write_outputs
+from jaxrecon.reconstruction import ATTACKS as ATTACKS
+from jaxrecon.reconstruction import Attack as Attack
+from jaxrecon.reconstruction import AttackSpec as AttackSpec
+from jaxrecon.reconstruction import Scores as Scores
+from jaxrecon.reconstruction import make_attack as make_attack
+from jaxrecon.reconstruction import score as score
+from jaxrecon.reconstruction import summarize as summarize
+from jaxrecon.scenario import Attacker as Attacker
+from jaxrecon.scenario import Data as Data
+from jaxrecon.scenario import Scenario as Scenario
+from jaxrecon.scenario import draw_deletions as draw_deletions
+from jaxrecon.scenario import fit as fit
+from jaxrecon.scenario import make_attacker as make_attacker
+from jaxrecon.scenario import make_scenario as make_scenario
+from jaxrecon.scenario import utility as utility
 from jaxrecon.shadow import ShadowData as ShadowData
 from jaxrecon.shadow import shadow_updates as shadow_updates
 from jaxrecon.solvers import FitResult as FitResult
 from jaxrecon.solvers import NystromPreconditioner as NystromPreconditioner
 from jaxrecon.solvers import fit_newton as fit_newton
 from jaxrecon.solvers import fit_ridge as fit_ridge
+from jaxrecon.unlearners import UNLEARNING as UNLEARNING
+from jaxrecon.unlearners import Unlearner as Unlearner
+from jaxrecon.unlearners import UnlearningMethod as UnlearningMethod
+from jaxrecon.unlearners import make_unlearn as make_unlearn
+from jaxrecon.unlearning import GLMSystem as GLMSystem
+from jaxrecon.unlearning import RidgeSystem as RidgeSystem
 from jaxrecon.unlearning import UnlearnResult as UnlearnResult
 from jaxrecon.unlearning import deletion_masks as deletion_masks
+from jaxrecon.unlearning import glm_system as glm_system
+from jaxrecon.unlearning import hessian_cholesky as hessian_cholesky
 from jaxrecon.unlearning import hessian_nystrom as hessian_nystrom
+from jaxrecon.unlearning import ridge_system as ridge_system
+from jaxrecon.unlearning import unlearn_glm as unlearn_glm
 from jaxrecon.unlearning import unlearn_retrain as unlearn_retrain
 from jaxrecon.unlearning import unlearn_ridge as unlearn_ridge

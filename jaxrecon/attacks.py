@@ -26,17 +26,17 @@ trained and unlearned in `jaxrecon.shadow`, which sits above both.
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
+from jaxrecon import _validate
 from jaxrecon import models as _models
 from jaxrecon import solvers as _solvers
 from jaxrecon.features import FeatureMap
@@ -65,7 +65,7 @@ def public_hessian_matvec(
     params: jax.Array,
     public_features: jax.Array,
     *,
-    n_train: int,
+    n_train: int | jax.Array,
     l2,
     public_labels: jax.Array | None = None,
 ) -> Callable[[jax.Array], jax.Array]:
@@ -82,8 +82,7 @@ def public_hessian_matvec(
     """
     _check_public_labels(model, public_labels)
     m = public_features.shape[0]
-    scale = (n_train - 1) / m
-    weights = jnp.full((m,), scale, public_features.dtype)
+    weights = jnp.full((m,), _public_scale(n_train, m, public_features.dtype))
 
     def matvec(v):
         return _models.hvp(model, params, public_features, weights, v, public_labels) + l2 * v
@@ -96,7 +95,7 @@ def public_hessian_matrix(
     params: jax.Array,
     public_features: jax.Array,
     *,
-    n_train: int,
+    n_train: int | jax.Array,
     l2,
     public_labels: jax.Array | None = None,
 ) -> jax.Array:
@@ -108,7 +107,7 @@ def public_hessian_matrix(
     """
     _check_public_labels(model, public_labels)
     m = public_features.shape[0]
-    weights = jnp.full((m,), (n_train - 1) / m, public_features.dtype)
+    weights = jnp.full((m,), _public_scale(n_train, m, public_features.dtype))
     return _models.dense_hessian(
         model, params, public_features, l2=l2, weights=weights, labels=public_labels
     )
@@ -420,9 +419,9 @@ def invert_features(
     """
     if objective not in ("l2", "cosine"):
         raise ValueError(f"objective must be 'l2' or 'cosine', got {objective!r}")
-    _check_count("steps", steps, minimum=1)
-    _check_count("polish_steps", polish_steps, minimum=0)
-    _check_rate("learning_rate", learning_rate)
+    _validate.integer("steps", steps, minimum=1)
+    _validate.integer("polish_steps", polish_steps, minimum=0)
+    _validate.positive("learning_rate", learning_rate)
     if starts.ndim != 2:
         raise ValueError(f"starts must be [S, d], got shape {starts.shape}")
     if target.ndim != 1:
@@ -465,7 +464,7 @@ def inversion_starts(
     Returns [1 + num_nearest, d]: the mean public input, then the `num_nearest` public inputs
     whose features are closest to p̂ (Euclidean, in feature space).
     """
-    _check_count("num_nearest", num_nearest, minimum=0)
+    _validate.integer("num_nearest", num_nearest, minimum=0)
     mean = jnp.mean(public_x, axis=0, keepdims=True)
     if num_nearest == 0:
         return mean
@@ -553,8 +552,8 @@ def gradmatch(
       Zhu, L., Liu, Z. & Han, S. "Deep Leakage from Gradients", NeurIPS 2019; Geiping, J. et al.
       "Inverting Gradients", NeurIPS 2020 (the cosine objective); DESIGN §3.2.
     """
-    _check_count("steps", steps, minimum=1)
-    _check_rate("learning_rate", learning_rate)
+    _validate.integer("steps", steps, minimum=1)
+    _validate.positive("learning_rate", learning_rate)
     if starts.ndim != 2:
         raise ValueError(f"starts must be [S, d], got shape {starts.shape}")
     if jnp.ndim(candidate_labels) != 1 or jnp.shape(candidate_labels)[0] < 1:
@@ -604,22 +603,29 @@ class UpdatesLeakDecoder(NamedTuple):
     upper: jax.Array
 
 
-class _Decoder(nn.Module):
-    """MLP: signature -> (x, label logits); widths fixed by the parameter shapes."""
+@functools.cache
+def _decoder_class():
+    """The decoder's flax module, defined on first use (`import jaxrecon` does not import flax)."""
+    import flax.linen as nn
 
-    hidden: Sequence[int]
-    out_dim: int
-    label_dim: int
+    class Decoder(nn.Module):
+        """MLP: signature -> (x, label logits); widths fixed by the parameter shapes."""
 
-    @nn.compact
-    def __call__(self, s):
-        h = s
-        for i, width in enumerate(self.hidden):
-            h = nn.relu(nn.Dense(width, name=f"hidden_{i}")(h))
-        x = nn.Dense(self.out_dim, name="x_head")(h)
-        if self.label_dim == 0:
-            return x, jnp.zeros(s.shape[:-1] + (0,), s.dtype)
-        return x, nn.Dense(self.label_dim, name="label_head")(h)
+        hidden: Sequence[int]
+        out_dim: int
+        label_dim: int
+
+        @nn.compact
+        def __call__(self, s):
+            h = s
+            for i, width in enumerate(self.hidden):
+                h = nn.relu(nn.Dense(width, name=f"hidden_{i}")(h))
+            x = nn.Dense(self.out_dim, name="x_head")(h)
+            if self.label_dim == 0:
+                return x, jnp.zeros(s.shape[:-1] + (0,), s.dtype)
+            return x, nn.Dense(self.label_dim, name="label_head")(h)
+
+    return Decoder
 
 
 def updates_leak_signature(
@@ -698,8 +704,8 @@ def fit_updates_leak_decoder(
         raise ValueError(f"num_classes must be None or an integer >= 2, got {num_classes!r}")
     if not hidden or any(isinstance(h, bool) or int(h) != h or h < 1 for h in hidden):
         raise ValueError(f"hidden must be a non-empty sequence of positive widths, got {hidden!r}")
-    _check_count("steps", steps, minimum=1)
-    _check_rate("learning_rate", learning_rate)
+    _validate.integer("steps", steps, minimum=1)
+    _validate.positive("learning_rate", learning_rate)
     dtype = targets.dtype
     sig = _unit_rows(signatures.astype(dtype))
     in_mean = jnp.mean(sig, axis=0)
@@ -709,7 +715,7 @@ def fit_updates_leak_decoder(
     inputs = (sig - in_mean[None, :]) / in_scale[None, :]
     outputs = (targets - out_mean[None, :]) / out_scale[None, :]
     label_dim = 0 if labels is None else (1 if num_classes is None else int(num_classes))
-    net = _Decoder(tuple(int(h) for h in hidden), targets.shape[1], label_dim)
+    net = _decoder_class()(tuple(int(h) for h in hidden), targets.shape[1], label_dim)
     params = jax.tree.map(lambda a: a.astype(dtype), net.init(key, inputs[:1]))
 
     def objective(params):
@@ -748,7 +754,7 @@ def apply_updates_leak_decoder(decoder: UpdatesLeakDecoder, signature: jax.Array
         for i in range(sum(name.startswith("hidden_") for name in layers))
     )
     label_dim = layers["label_head"]["kernel"].shape[1] if "label_head" in layers else 0
-    net = _Decoder(hidden, decoder.out_mean.shape[0], label_dim)
+    net = _decoder_class()(hidden, decoder.out_mean.shape[0], label_dim)
     sig = _unit_rows(signature[None].astype(decoder.in_mean.dtype))[0] - decoder.in_mean
     x_std, y_out = net.apply(decoder.params, sig / decoder.in_scale)
     x_hat = jnp.clip(decoder.out_mean + decoder.out_scale * x_std, decoder.lower, decoder.upper)
@@ -852,21 +858,18 @@ def _inverse(feature_map: FeatureMap, invert):
     return feature_map.invert
 
 
+def _public_scale(n_train, m: int, dtype) -> jax.Array:
+    """(n − 1)/m in `dtype`: scales the m public samples to the n − 1 retained training samples.
+
+    `n_train` may be a traced scalar (an attacker's belief about n, swept under vmap)."""
+    return (jnp.asarray(n_train, dtype) - 1) / m
+
+
 def _check_public_labels(model: Model, public_labels) -> None:
     if model.hessian_uses_labels and public_labels is None:
         raise ValueError(
             f"public_labels is None, but the {model.name!r} Hessian depends on the labels"
         )
-
-
-def _check_count(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_rate(name: str, value) -> None:
-    if isinstance(value, bool) or not math.isfinite(float(value)) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _nonzero(x: jax.Array) -> jax.Array:

@@ -27,9 +27,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `jaxrecon` command."""
-    from jaxrecon import data, models, pipeline
+    from jaxrecon import config, data, models
 
-    defaults = pipeline.RunConfig()
+    defaults = config.RunConfig()
     parser = _Parser(
         prog="jaxrecon",
         description=(
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--unlearning",
         default=defaults.unlearning,
-        help=f"unlearning method: {'|'.join(pipeline.UNLEARNING_METHODS)} (default: %(default)s)",
+        help=f"unlearning method: {'|'.join(config.UNLEARNING_METHODS)} (default: %(default)s)",
     )
     run.add_argument(
         "--attacks",
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dtype",
         default=defaults.dtype,
-        help=f"{'|'.join(pipeline.DTYPES)} (default: %(default)s)",
+        help=f"{'|'.join(config.DTYPES)} (default: %(default)s)",
     )
     run.add_argument(
         "--chunk-size",
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--features",
         default=defaults.features,
-        help=f"feature map: {'|'.join(pipeline.FEATURES)} (default: %(default)s)",
+        help=f"feature map: {'|'.join(config.FEATURES)} (default: %(default)s)",
     )
     run.add_argument(
         "--rff-dim",
@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jaxrecon` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.command == "run":
             return _run(args)
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "datasets":
             return _datasets(args)
     except InputError as err:
-        sys.stderr.write(f"jaxrecon: error: {err}\n")
+        sys.stderr.write(f"jaxrecon: error: {_with_flag(err, parser, args.command)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("jaxrecon: interrupted\n")
@@ -193,14 +194,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _with_flag(err: InputError, parser: argparse.ArgumentParser, command: str) -> str:
+    """The error's message, its library argument name replaced by the command's flag
+    (`n_train: ...` -> `--n-train: ...`) when the command has one."""
+    message = str(err)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {
+        action.dest: action.option_strings[0]
+        for action in sub.choices[command]._actions
+        if action.option_strings
+    }
+    if err.argument in flags and message.startswith(f"{err.argument}:"):
+        return flags[err.argument] + message[len(err.argument) :]
+    return message
+
+
 def _run(args: argparse.Namespace) -> int:
     import jax
 
     # Exactness checks need float64; float32 runs still use float32 arrays throughout.
     jax.config.update("jax_enable_x64", True)
-    from jaxrecon import pipeline
+    from jaxrecon import engine, report, store
+    from jaxrecon.config import RunConfig
 
-    config = pipeline.RunConfig(
+    config = RunConfig(
         dataset=args.dataset,
         model=args.model,
         unlearning=args.unlearning,
@@ -222,16 +239,16 @@ def _run(args: argparse.Namespace) -> int:
     ).validate()
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     _check_writable(out)
-    resumed = pipeline.prepare_out_dir(out, config, overwrite=args.overwrite)
+    resumed = store.prepare_out_dir(out, config, overwrite=args.overwrite)
     if resumed and not args.quiet:
         print(f"resuming the run in {out} (same config): finished chunks are reused")
-    result = pipeline.run(
+    result = engine.run(
         config, progress=not args.quiet, checkpoint_dir=out, overwrite=args.overwrite
     )
     result.summary["config"]["out"] = out
-    written = pipeline.write_outputs(result, out, save_arrays=args.save_arrays)
+    written = report.write_outputs(result, out, save_arrays=args.save_arrays)
     if not args.quiet:
-        print(pipeline.format_table(result.summary))
+        print(report.format_table(result.summary))
         print(f"labels: {result.summary['data']['label_rule']}")
         print(f"wrote {', '.join(os.path.basename(p) for p in written)} to {out}")
     return 0
@@ -270,12 +287,14 @@ def _datasets(args: argparse.Namespace) -> int:
 def _check_writable(path: str) -> None:
     """Raises InputError unless `path` is (or can be created as) a writable folder."""
     if os.path.exists(path) and not os.path.isdir(path):
-        raise InputError(f"--out: {path!r} exists and is not a folder")
+        raise InputError(f"out: {path!r} exists and is not a folder", argument="out")
     probe = os.path.abspath(path)
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"--out: {path!r} is not writable ({probe!r} denies writing)")
+        raise InputError(
+            f"out: {path!r} is not writable ({probe!r} denies writing)", argument="out"
+        )
 
 
 if __name__ == "__main__":

@@ -16,61 +16,21 @@ rows only (`standardize`), since the attacker is the one who knows those rows.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrecon import _validate
+from jaxrecon.datatypes import Dataset as Dataset
+from jaxrecon.datatypes import data_dir_path as data_dir_path
+from jaxrecon.datatypes import missing as missing
 from jaxrecon.errors import InputError
 
 # The held-out test split is this fraction of the pooled data (rounded, at least one sample).
 TEST_FRACTION = 0.1
-
-
-class Dataset(NamedTuple):
-    """Pooled data before any split.
-
-    Attributes:
-      name: short name used in reports.
-      x: [N, d] float inputs (pixels in [0, 1] for image data).
-      y: [N] raw labels: integer class ids, or float targets for regression data.
-      num_classes: number of classes of `y`, or None for real-valued targets.
-      image_shape: per-sample image shape (e.g. (8, 8)) or None for tabular data.
-      x_min, x_max: the box the inputs live in (used to clip reconstructions).
-      y_regression: [N] float target that regression models learn instead of `y` (e.g. log income
-        for ACS Income), or None to regress the raw label (see `task_view`).
-      regression_target: what `y_regression` is, for reports (e.g. "log(PINCP)").
-      regression_drop: input columns removed for the regression task because they hold its target
-        (Adult: hours_per_week).
-      label_name: what the raw label `y` means, for reports (e.g. "income >50K").
-      numeric_columns: [d] bool mask of raw numeric columns that `standardize` centres and scales
-        with public-split statistics (tabular data), or None (nothing to standardise).
-      feature_names: one name per input column (tabular data), or None.
-      origin: [N] integer code of the source split each pooled row comes from (an index into
-        `origin_names`), or None when the data have no source splits.
-      origin_names: names of the source splits, e.g. ("train", "test").
-      source: where the data were read from (a file, a tfds folder, "embedded", "generated").
-    """
-
-    name: str
-    x: np.ndarray
-    y: np.ndarray
-    num_classes: int | None
-    image_shape: tuple[int, ...] | None
-    x_min: float
-    x_max: float
-    y_regression: np.ndarray | None = None
-    regression_target: str | None = None
-    regression_drop: tuple[int, ...] = ()
-    label_name: str | None = None
-    numeric_columns: np.ndarray | None = None
-    feature_names: tuple[str, ...] | None = None
-    origin: np.ndarray | None = None
-    origin_names: tuple[str, ...] = ()
-    source: str = ""
 
 
 class Split(NamedTuple):
@@ -109,8 +69,8 @@ def synthetic_regression(key: jax.Array, n: int, dim: int, *, noise: float = 0.1
     Returns:
       A `Dataset` with float targets and `num_classes=None`.
     """
-    _check_positive_int("n", n)
-    _check_positive_int("dim", dim)
+    _validate.integer("n", n, minimum=1)
+    _validate.integer("dim", dim, minimum=1)
     k_x, k_w, k_e = jax.random.split(key, 3)
     x = jax.random.normal(k_x, (n, dim))
     w = jax.random.normal(k_w, (dim,))
@@ -143,10 +103,10 @@ def synthetic_classification(
     Returns:
       A `Dataset` with integer labels in [0, num_classes).
     """
-    _check_positive_int("n", n)
-    _check_positive_int("dim", dim)
+    _validate.integer("n", n, minimum=1)
+    _validate.integer("dim", dim, minimum=1)
     if num_classes < 2:
-        raise InputError(f"num_classes must be >= 2, got {num_classes}")
+        _validate.integer("num_classes", num_classes, minimum=2)
     k_mu, k_y, k_x = jax.random.split(key, 3)
     means = separation * jax.random.normal(k_mu, (num_classes, dim)) / jnp.sqrt(dim)
     y = jax.random.randint(k_y, (n,), 0, num_classes)
@@ -183,31 +143,28 @@ def split(
     n_test = max(1, int(round(test_fraction * num_samples)))
     available = num_samples - n_test
     if n_train < 2:
-        raise InputError(f"n_train must be >= 2, got {n_train}")
+        raise _validate.fail("n_train", f"must be >= 2, got {n_train}")
     if n_train >= available:
-        raise InputError(
-            f"n_train must be < {available} (pool of {num_samples} minus a test split of "
-            f"{n_test}), got {n_train}"
+        raise _validate.fail(
+            "n_train",
+            f"must be < {available} (pool of {num_samples} minus a test split of {n_test}), "
+            f"got {n_train}",
         )
     if n_public is None:
         n_public = available - n_train
     if n_public < 1:
-        raise InputError(f"n_public must be >= 1, got {n_public}")
+        raise _validate.fail("n_public", f"must be >= 1, got {n_public}")
     if n_train + n_public > available:
-        raise InputError(
-            f"n_public must be <= {available - n_train} (pool {num_samples} - test {n_test} - "
-            f"train {n_train}), got {n_public}"
+        raise _validate.fail(
+            "n_public",
+            f"must be <= {available - n_train} (pool {num_samples} - test {n_test} - "
+            f"train {n_train}), got {n_public}",
         )
     perm = np.asarray(jax.random.permutation(key, num_samples))
     test = np.sort(perm[:n_test])
     train = np.sort(perm[n_test : n_test + n_train])
     public = np.sort(perm[n_test + n_train : n_test + n_train + n_public])
     return Split(train, public, test)
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if int(value) != value or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
 
 
 def standardize(x: np.ndarray, columns: np.ndarray, reference_rows: np.ndarray) -> np.ndarray:
@@ -231,11 +188,11 @@ def standardize(x: np.ndarray, columns: np.ndarray, reference_rows: np.ndarray) 
     """
     columns = np.asarray(columns, dtype=bool)
     if columns.shape != (x.shape[1],):
-        raise InputError(
-            f"columns: need a bool mask of shape ({x.shape[1]},), got shape {columns.shape}"
+        raise _validate.fail(
+            "columns", f"need a bool mask of shape ({x.shape[1]},), got shape {columns.shape}"
         )
     if len(reference_rows) < 1:
-        raise InputError("reference_rows: need at least one row")
+        raise _validate.fail("reference_rows", "need at least one row")
     out = np.array(x, dtype=np.float64)
     ref = out[np.asarray(reference_rows)][:, columns]
     mean = ref.mean(axis=0)
@@ -424,7 +381,8 @@ def parse_dataset_name(name: str) -> tuple[str, Any]:
     """Splits `name` into its `DATASETS` key and checked parameters ("acs_income:NY" -> NY, 2018).
 
     Raises:
-      InputError: unknown name or bad parameters (the message starts with "--dataset").
+      InputError: unknown name or bad parameters (the message starts with "--dataset", like
+        every data-set error).
     """
     family, sep, arg = str(name).partition(":")
     if family not in DATASETS:
@@ -469,17 +427,3 @@ def dataset_status(data_dir: str | None = None) -> list[DatasetStatus]:
         available, where = spec.locate(data_dir, None)
         out.append(DatasetStatus(spec.usage, available, where, spec.how_to_get, spec.description))
     return out
-
-
-def missing(name: str, where: str | Sequence[str], how_to_get: str) -> InputError:
-    """The one-line error for a data set that is not there: where it looked and how to get it."""
-    if not isinstance(where, str):
-        where = ", ".join(where)
-    return InputError(f"--dataset {name}: not found (looked in {where}); {how_to_get}")
-
-
-def data_dir_path(data_dir: str | None, *parts: str) -> str | None:
-    """os.path.join(data_dir, *parts) with `~` expanded, or None without a data dir."""
-    if data_dir is None:
-        return None
-    return os.path.join(os.path.expanduser(data_dir), *parts)

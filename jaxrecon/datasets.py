@@ -1,8 +1,9 @@
 """Real data sets: readers from local files, tensorflow-datasets and folktables (DESIGN §4).
 
-The bottom of the data layer, beside `jaxrecon.data` (which lists these in `DATASETS` and imports
-this module on first use). Every reader returns a pooled `data.Dataset` with every source split
-together and `origin` saying which split each row came from; the pipeline draws its own roles.
+Beside `jaxrecon.data`, which lists these in `DATASETS` and imports this module on first use;
+both build on `jaxrecon.datatypes`, and this module never imports `data`. Every reader returns a
+pooled `Dataset` with every source split together and `origin` saying which split each row came
+from; `scenario.make_scenario` draws the roles.
 
 - `mnist`, `fashion_mnist`, `cifar10`: `<data-dir>/<name>.npz` when present (no network), else
   `tfds.data_source` in `--data-dir`, downloading only with `download`. Reading a prepared copy
@@ -35,7 +36,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxrecon.data import Dataset, data_dir_path, missing
+from jaxrecon.datatypes import Dataset, data_dir_path, missing
 from jaxrecon.errors import InputError
 
 # ---------------------------------------------------------------------------------------------

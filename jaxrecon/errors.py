@@ -2,7 +2,17 @@
 
 
 class InputError(ValueError):
-    """An option, file or array the user supplied is invalid; the message names it and its value."""
+    """An option, file or array the user supplied is invalid; the message names it and its value.
+
+    Attributes:
+      argument: the library argument the message is about (e.g. "n_train"), or None. Messages
+        raised with one start with "<argument>: "; the CLI writes the matching flag instead
+        (`--n-train: ...`).
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
 
 
 class NumericalError(InputError):

@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jaxrecon import _validate
 
 
 class FeatureMap(NamedTuple):
@@ -82,8 +83,8 @@ def rff_params(
     Raises:
       ValueError: naming the bad argument and its value.
     """
-    _check_positive_int("input_dim", input_dim)
-    _check_positive_int("num_features", num_features)
+    _validate.integer("input_dim", input_dim, minimum=1)
+    _validate.integer("num_features", num_features, minimum=1)
     try:
         sigma = float(bandwidth)
     except (TypeError, ValueError):
@@ -140,7 +141,18 @@ def rff_features(
     References:
       Rahimi, A. & Recht, B. "Random Features for Large-Scale Kernel Machines", NeurIPS 2007.
     """
-    params = rff_params(key, input_dim, num_features, bandwidth, dtype)
+    return feature_map(rff_params(key, input_dim, num_features, bandwidth, dtype))
+
+
+def feature_map(params: RFFParams | None) -> FeatureMap:
+    """The feature map drawn with `params`: identity for None, random Fourier features otherwise.
+
+    Build it inside a jitted function from traced `params` (as `scenario` does) and the arrays
+    stay arguments of the compiled program instead of constants baked into it.
+    """
+    if params is None:
+        return identity_features()
+    num_features = params.weights.shape[0]
     return FeatureMap(
         name="rff",
         apply=lambda x: rff_apply(params, x),
@@ -175,7 +187,7 @@ def median_bandwidth(x: jax.Array, *, max_samples: int = 2000) -> jax.Array:
     x = jnp.asarray(x)
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"x must be a [m, d] array with m >= 2, got shape {x.shape}")
-    _check_positive_int("max_samples", max_samples)
+    _validate.integer("max_samples", max_samples, minimum=1)
     if max_samples < 2:
         raise ValueError(f"max_samples must be >= 2, got {max_samples!r}")
     m = x.shape[0]
@@ -186,8 +198,3 @@ def median_bandwidth(x: jax.Array, *, max_samples: int = 2000) -> jax.Array:
     d2 = sq[:, None] + sq[None, :] - 2 * x @ x.T
     rows, cols = jnp.triu_indices(m, k=1)
     return jnp.median(jnp.sqrt(jnp.maximum(d2[rows, cols], 0)))
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

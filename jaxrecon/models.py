@@ -26,6 +26,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrecon import _validate
+
 REGRESSION = "regression"
 BINARY = "binary"
 MULTICLASS = "multiclass"
@@ -50,6 +52,14 @@ class Model(NamedTuple):
       label_from_gradient: (ẑ, q̂) -> ŷ, the label of a record from its linear output
         ẑ = θ⁺ᵀp̂ and its recovered loss derivative q̂ ≈ ℓ'(z, y) (HRec reads both from
         G = Ĥ(θ⁻ − θ⁺) ≈ p ⊗ q). Exact when ẑ and q̂ are.
+      target: for losses quadratic in z, ℓ = ½‖z − t(y)‖²: (labels, dtype) -> t(labels), the
+        regression targets ([n] or [n, K]); training is then one linear solve and deletion a
+        Woodbury downdate. None for other losses.
+      smooth: ℓ'' is continuous in z (ridge, logistic, softmax), so the Hessian at θ⁺ is a good
+        fixed preconditioner for retraining (chord iterations). False for the squared hinge,
+        whose curvature jumps at the margin.
+      classify: z -> predicted class (binary 0/1 or class id) for classifiers; None for
+        regression.
     """
 
     name: str
@@ -61,6 +71,9 @@ class Model(NamedTuple):
     link: Callable[[jax.Array], jax.Array]
     hessian_uses_labels: bool = False
     label_from_gradient: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+    target: Callable[[jax.Array, jnp.dtype], jax.Array] | None = None
+    smooth: bool = True
+    classify: Callable[[jax.Array], jax.Array] | None = None
 
     def param_shape(self, dim: int) -> tuple[int, ...]:
         """Shape of θ for D = `dim` features: (D,) or (D, K)."""
@@ -85,6 +98,7 @@ def ridge_model() -> Model:
         curvature=lambda z, dz, y=None: dz,
         link=lambda z: z,
         label_from_gradient=lambda z_hat, q_hat: z_hat - q_hat,
+        target=lambda labels, dtype: jnp.asarray(labels, dtype),
     )
 
 
@@ -107,6 +121,7 @@ def logistic_model() -> Model:
         curvature=curvature,
         link=jax.nn.sigmoid,
         label_from_gradient=_sign_label,
+        classify=_positive,
     )
 
 
@@ -116,7 +131,7 @@ def softmax_model(num_classes: int) -> Model:
     The curvature in z is diag(s) − s sᵀ with s = softmax(z), so ∇²_Θ ℓ = (p pᵀ) ⊗ (diag(s) − s sᵀ).
     Label rule: q = s − e_y has its only negative entry at y, so ŷ = argmin q̂.
     """
-    k = _check_num_classes(num_classes)
+    k = _num_classes(num_classes)
 
     def loss_z(z, y):
         return jax.nn.logsumexp(z) - jnp.take(z, y)
@@ -137,6 +152,7 @@ def softmax_model(num_classes: int) -> Model:
         curvature=curvature,
         link=jax.nn.softmax,
         label_from_gradient=lambda z_hat, q_hat: jnp.argmin(q_hat, axis=-1).astype(jnp.int32),
+        classify=_argmax,
     )
 
 
@@ -190,8 +206,10 @@ def svm_model(num_classes: int | None = None) -> Model:
             label_from_gradient=lambda z_hat, q_hat: jnp.where(
                 q_hat == 0, z_hat > 0, q_hat < 0
             ).astype(jnp.int32),
+            smooth=False,
+            classify=_positive,
         )
-    k = _check_num_classes(num_classes)
+    k = _num_classes(num_classes)
 
     def signs(y, dtype):
         return 2 * jax.nn.one_hot(y, k, dtype=dtype) - 1
@@ -222,6 +240,8 @@ def svm_model(num_classes: int | None = None) -> Model:
         link=lambda z: z,
         hessian_uses_labels=True,
         label_from_gradient=label_from_gradient,
+        smooth=False,
+        classify=_argmax,
     )
 
 
@@ -241,7 +261,7 @@ def ridge_onehot_model(num_classes: int) -> Model:
     Raises:
       ValueError: num_classes not an integer >= 2.
     """
-    k = _check_num_classes(num_classes)
+    k = _num_classes(num_classes)
 
     def loss_z(z, y):
         return 0.5 * jnp.sum((z - jax.nn.one_hot(y, k, dtype=z.dtype)) ** 2, axis=-1)
@@ -260,6 +280,8 @@ def ridge_onehot_model(num_classes: int) -> Model:
         label_from_gradient=lambda z_hat, q_hat: jnp.argmax(z_hat - q_hat, axis=-1).astype(
             jnp.int32
         ),
+        target=lambda labels, dtype: jax.nn.one_hot(labels, k, dtype=dtype),
+        classify=_argmax,
     )
 
 
@@ -437,9 +459,8 @@ def _check_labels(model: Model, labels) -> None:
         )
 
 
-def _check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+def _num_classes(num_classes) -> int:
+    _validate.integer("num_classes", num_classes, minimum=2)
     return int(num_classes)
 
 
@@ -452,6 +473,16 @@ def _svm_curvature(z, dz, y=None):
     if y is None:
         raise ValueError("the svm Hessian depends on the labels; pass labels")
     return 2 * (z * (2 * y - 1) < 1).astype(z.dtype) * dz
+
+
+def _positive(z: jax.Array) -> jax.Array:
+    """Binary decision [z > 0] (logistic: σ(z) > 1/2; SVM: the positive side of the margin)."""
+    return (z > 0).astype(jnp.int32)
+
+
+def _argmax(z: jax.Array) -> jax.Array:
+    """The class with the largest output."""
+    return jnp.argmax(z, axis=-1).astype(jnp.int32)
 
 
 def _sign_label(z_hat: jax.Array, q_hat: jax.Array) -> jax.Array:

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrecon import _validate
 from jaxrecon import attacks as _attacks
 from jaxrecon import solvers as _solvers
 from jaxrecon import unlearning as _unlearning
@@ -95,9 +96,9 @@ def shadow_updates(
       Learning", USENIX Security 2020.
     """
     m = features.shape[0]
-    _check_int("num_shadow", num_shadow, 1, None)
-    _check_int("shadow_size", shadow_size, 2, m)
-    _check_int("deletions_per_shadow", deletions_per_shadow, 1, shadow_size)
+    _validate.integer("num_shadow", num_shadow, minimum=1)
+    _validate.integer("shadow_size", shadow_size, minimum=2, maximum=m)
+    _validate.integer("deletions_per_shadow", deletions_per_shadow, minimum=1, maximum=shadow_size)
     if linear_solver not in ("dense", "cg"):
         raise ValueError(f"linear_solver must be 'dense' or 'cg', got {linear_solver!r}")
     dtype = features.dtype
@@ -147,10 +148,3 @@ def shadow_updates(
         labs.reshape(rows),
         norms.reshape(rows),
     )
-
-
-def _check_int(name: str, value, minimum: int, maximum: int | None) -> None:
-    bad = isinstance(value, bool) or int(value) != value or value < minimum
-    if bad or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")

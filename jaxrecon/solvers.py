@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxrecon import _validate
 from jaxrecon import models as _models
 from jaxrecon.models import Model
 
@@ -167,8 +168,8 @@ def fit_newton(
     """
     if linear_solver not in ("dense", "cg"):
         raise ValueError(f"linear_solver must be 'dense' or 'cg', got {linear_solver!r}")
-    _check_count("max_steps", max_steps)
-    _check_count("cg_max_steps", cg_max_steps)
+    _validate.integer("max_steps", max_steps, minimum=1)
+    _validate.integer("cg_max_steps", cg_max_steps, minimum=1)
     dtype = features.dtype
     params0 = model.init(features.shape[-1], dtype) if init is None else init.astype(dtype)
     tol = default_tol(dtype) if tol is None else tol
@@ -323,7 +324,7 @@ def nystrom_preconditioner(
       Approximation of a Positive-Semidefinite Matrix from Streaming Data", NeurIPS 2017.
     """
     size = like.size
-    _check_count("rank", rank)
+    _validate.integer("rank", rank, minimum=1)
     if rank > size:
         raise ValueError(f"rank must be <= the parameter count {size}, got {rank!r}")
     dtype = like.dtype
@@ -349,8 +350,3 @@ def apply_nystrom(precond: NystromPreconditioner, v: jax.Array) -> jax.Array:
     coeff = basis @ flat
     scale = (precond.eigvals[-1] + precond.shift) / (precond.eigvals + precond.shift)
     return (flat + basis.T @ ((scale - 1) * coeff)).reshape(v.shape)
-
-
-def _check_count(name: str, value) -> None:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

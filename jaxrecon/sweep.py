@@ -28,9 +28,8 @@ import re
 import tomllib
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from jaxrecon import pipeline
+from jaxrecon import engine, report, store
+from jaxrecon.config import RunConfig
 from jaxrecon.errors import InputError
 
 _GRID_KEYS = {"datasets": "dataset", "models": "model", "unlearning": "unlearning", "seeds": "seed"}
@@ -65,9 +64,9 @@ def load_grid(path: str) -> dict[str, Any]:
     return grid
 
 
-def expand(grid: dict[str, Any]) -> list[tuple[str, pipeline.RunConfig]]:
+def expand(grid: dict[str, Any]) -> list[tuple[str, RunConfig]]:
     """The grid's runs as (folder name, validated RunConfig), in a fixed order."""
-    fields = {f.name for f in dataclasses.fields(pipeline.RunConfig)}
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
     options = dict(grid.get("options", {}))
     for key in options:
         if key not in fields or key in _GRID_KEYS.values():
@@ -79,7 +78,7 @@ def expand(grid: dict[str, Any]) -> list[tuple[str, pipeline.RunConfig]]:
         options["attacks"] = tuple(options["attacks"])
     axes = {}
     for key, field in _GRID_KEYS.items():
-        default = [getattr(pipeline.RunConfig(), field)]
+        default = [getattr(RunConfig(), field)]
         values = grid.get(key, default)
         if not isinstance(values, list) or not values:
             raise InputError(f"grid: {key} must be a non-empty list, got {values!r}")
@@ -89,7 +88,7 @@ def expand(grid: dict[str, Any]) -> list[tuple[str, pipeline.RunConfig]]:
         for model in axes["model"]:
             for method in axes["unlearning"]:
                 for seed in axes["seed"]:
-                    config = pipeline.RunConfig(
+                    config = RunConfig(
                         dataset=dataset, model=model, unlearning=method, seed=seed, **options
                     )
                     try:
@@ -111,25 +110,27 @@ def run_sweep(
     Returns:
       The sweep.csv rows.
     """
+    from tqdm.auto import tqdm
+
     runs = expand(load_grid(grid_path))
     os.makedirs(out_dir, exist_ok=True)
     rows = []
     for name, config in tqdm(runs, desc="sweep", unit="run", disable=not progress):
         folder = os.path.join(out_dir, name)
-        resumed = pipeline.prepare_out_dir(folder, config, overwrite=overwrite)
+        resumed = store.prepare_out_dir(folder, config, overwrite=overwrite)
         summary_path = os.path.join(folder, "summary.json")
         if resumed and os.path.exists(summary_path):
             with open(summary_path) as f:
                 summary = json.load(f)
         else:
-            result = pipeline.run(
+            result = engine.run(
                 config, progress=progress, checkpoint_dir=folder, overwrite=overwrite
             )
             result.summary["config"]["out"] = folder
-            pipeline.write_outputs(result, folder, save_arrays=config.save_arrays)
+            report.write_outputs(result, folder, save_arrays=config.save_arrays)
             summary = result.summary
         rows.append(_row(name, summary))
-    pipeline.atomic_write(os.path.join(out_dir, "sweep.csv"), pipeline.text_writer(_csv(rows)))
+    store.atomic_write(os.path.join(out_dir, "sweep.csv"), store.text_writer(_csv(rows)))
     return rows
 
 

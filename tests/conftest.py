@@ -1,8 +1,11 @@
 """Test configuration: float64 everywhere and no silent rank promotion."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from jaxrecon import features, models, solvers, unlearning
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -27,3 +30,34 @@ def make_problem(rng, n=60, d=5, num_classes=None, task="regression"):
             p @ rng.normal(size=(d + 1, num_classes)) + rng.normal(size=(n, num_classes)), axis=1
         ).astype(np.int64)
     return x, p, y
+
+
+IDENTITY = features.identity_features()
+
+
+def cosine(a, b):
+    """cos(a, b) of two flattened arrays."""
+    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def trained_glm(rng, name, k=3, n=60, d=4, fmap=IDENTITY, l2=0.5):
+    """(model, x, p, y, θ⁺): a GLM of family `name` trained by Newton on a `make_problem`."""
+    task = {"ridge": "regression", "logistic": "binary"}.get(name, "multiclass")
+    if name == "svm" and k is None:
+        task = "binary"
+    x, _, y = make_problem(rng, n=n, d=d, num_classes=k, task=task)
+    model = models.make_model(name, k)
+    p = fmap.apply(jnp.asarray(x))
+    y = jnp.asarray(y)
+    theta = solvers.fit_newton(model, p, y, l2=l2, weights=jnp.ones(n)).params
+    return model, x, p, y, theta
+
+
+def newton_step(model, theta, p, y, j, l2=0.5):
+    """Newton-step unlearning of record j, the exact retained-data Hessian as a matvec, the mask."""
+    w = unlearning.deletion_masks(jnp.asarray([j]), p.shape[0], p.dtype)[0]
+    h = models.dense_hessian(model, theta, p, l2=l2, weights=w, labels=y)
+    g = models.gradient(model, theta, p, y, l2=l2, weights=w)
+    after = theta - jnp.linalg.solve(h, g.reshape(-1)).reshape(theta.shape)
+    return after, lambda v: (h @ v.reshape(-1)).reshape(v.shape), w

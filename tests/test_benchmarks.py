@@ -66,6 +66,18 @@ def test_smoke_checks_pass(bench, smoke_results):
     assert smoke_results["hrec_ridge"]["checks"]["cosine_median"] > 0.5
 
 
+def test_smoke_times_the_librarys_kernels(bench, smoke_results):
+    """The benchmark times `unlearners.make_unlearn` / `make_attack`, whose choices it records."""
+    assert smoke_results["ridge_exact_unlearning"]["kernel"] == "woodbury"
+    for name in ("logistic_exact_unlearning", "softmax_exact_unlearning"):
+        assert smoke_results[name]["kernel"] == "chord", name
+    for name in ("hrec_ridge", "hrec_softmax", "hrec_rff_softmax"):
+        assert smoke_results[name]["kernel"] == "hrec", name
+        assert smoke_results[name]["hessian"] in ("dense", "matrix-free"), name
+    # Smoke sizes are below scenario.DENSE_LIMIT: the library forms Ĥ once.
+    assert smoke_results["hrec_ridge"]["hessian"] == "dense"
+
+
 def test_table_lists_every_benchmark_and_target(bench, smoke_results):
     table = bench.format_table(smoke_results)
     for name in bench.BENCHMARKS:

@@ -1,13 +1,8 @@
-"""Smoke runs of every experiment driver and notebook (seconds each)."""
+"""Smoke runs of every experiment driver (seconds each); notebooks: test_notebooks.py."""
 
 import importlib.util
-import json
 import pathlib
 import sys
-
-import matplotlib
-
-matplotlib.use("Agg")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -22,18 +17,11 @@ def _load(path):
 
 def test_digits_headline_smoke():
     exp = _load(ROOT / "experiments" / "digits_headline.py")
-    summaries = exp.run(exp.get_config(smoke=True))
-    assert set(summaries) == {"ridge", "logistic", "softmax"}
-    table = exp.markdown_table(summaries)
-    assert table.count("\n") == 4
-    for s in summaries.values():
-        assert s["unlearning"]["max_grad_norm"] <= 1e-8
-
-
-def test_quickstart_notebook_runs():
-    nb = json.loads((ROOT / "notebooks" / "quickstart.ipynb").read_text())
-    namespace = {}
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code":
-            exec(compile("".join(cell["source"]), "quickstart.ipynb", "exec"), namespace)
-    assert namespace["result"].summary["attacks"]["hrec"]["cosine_median"] > 0.9
+    results = exp.run(exp.get_config(smoke=True))
+    assert set(results) == {"ridge", "logistic", "softmax"}
+    assert exp.markdown_table(results).count("\n") == 4
+    for r in results.values():
+        assert r["max_grad_norm"] <= 1e-8
+        attacks = r["attacks"]
+        assert attacks["hrec"]["cosine_median"] > attacks["avg"]["cosine_median"] + 0.05
+    assert results["softmax"]["attacks"]["hrec"]["label_accuracy"] >= 0.9

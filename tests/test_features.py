@@ -97,3 +97,12 @@ def test_median_bandwidth_matches_reference(rng):
         features.median_bandwidth(jnp.ones((1, 3)))
     with pytest.raises(ValueError, match="max_samples"):
         features.median_bandwidth(jnp.ones((4, 3)), max_samples=1)
+
+
+def test_identity_features_bias_last(rng):
+    x = rng.normal(size=(3, 2))
+    fmap = features.identity_features()
+    p = fmap.apply(jnp.asarray(x))
+    np.testing.assert_array_equal(p[:, -1], 1)
+    np.testing.assert_array_equal(fmap.invert(p), x)
+    assert fmap.dim(2) == 3

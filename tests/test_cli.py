@@ -1,4 +1,6 @@
-"""The main job end to end: acceptance numbers on digits, files, CLI contract, bad input."""
+"""The command line's contract: files, keys and columns, one-line errors with exit code 2 naming
+the flag, nothing written on bad input, byte-identical reruns.
+"""
 
 import csv
 import json
@@ -13,23 +15,6 @@ from jaxrecon import cli, pipeline
 from jaxrecon.errors import InputError
 
 SUMMARY_KEYS = {"config", "model", "unlearning", "attacks", "timing_s", "versions"}
-
-
-@pytest.mark.parametrize("model", ["ridge", "logistic", "softmax"])
-def test_default_digits_run_meets_acceptance(model):
-    """Defaults on digits: HRec median >= 0.97 and above both baselines; exact unlearning."""
-    result = pipeline.run(pipeline.RunConfig(model=model), progress=False)
-    s = result.summary
-    hrec = s["attacks"]["hrec"]["cosine_median"]
-    assert hrec >= 0.97
-    assert hrec > s["attacks"]["avg"]["cosine_median"]
-    assert hrec > s["attacks"]["maxdiff"]["cosine_median"]
-    assert s["unlearning"]["max_grad_norm"] <= 1e-8
-    if model == "softmax":
-        assert s["attacks"]["hrec"]["label_accuracy"] >= 0.9
-    if model == "ridge":
-        assert s["attacks"]["hrec"]["label_accuracy"] is None
-        assert s["model"]["score_name"] == "r2"
 
 
 def _cli(tmp_path, *extra):
@@ -128,9 +113,9 @@ def test_same_seed_gives_byte_identical_deletions_csv(tmp_path):
         (["--l2", "-1"], "--l2"),
         (["--l2", "0"], "--l2"),
         (["--l2", "nan"], "--l2"),
-        (["--n-train", "5000"], "n_train"),
+        (["--n-train", "5000"], "--n-train"),
         (["--n-public", "0"], "--n-public"),
-        (["--n-public", "100000"], "n_public"),
+        (["--n-public", "100000"], "--n-public"),
         (["--dtype", "float16"], "--dtype"),
         (["--seed", "-3"], "--seed"),
         (["--n-train", "ten"], "--n-train"),
@@ -174,23 +159,24 @@ def test_cli_subprocess_bad_option_has_no_traceback(tmp_path):
 
 
 def test_config_validate_names_the_option():
-    with pytest.raises(InputError, match="--chunk-size"):
+    with pytest.raises(InputError, match="chunk_size"):
         pipeline.RunConfig(chunk_size=0).validate()
     with pytest.raises(InputError, match="duplicate"):
         pipeline.RunConfig(attacks=("hrec", "hrec")).validate()
 
 
-def test_synthetic_data_runs_for_every_model(tmp_path):
-    for model, dataset in (
-        ("ridge", "synthetic_regression"),
-        ("logistic", "synthetic_regression"),
-        ("softmax", "synthetic_classification"),
-    ):
-        result = pipeline.run(
-            pipeline.RunConfig(dataset=dataset, model=model, n_train=300, deletions=10),
-            progress=False,
-        )
-        assert result.summary["unlearning"]["max_grad_norm"] <= 1e-8
-        assert result.grid is None
-        pipeline.write_outputs(result, str(tmp_path / f"{model}"))
-        assert not (tmp_path / model / "reconstructions.png").exists()
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--features", "poly"], "--features"),
+        (["--rff-dim", "0"], "--rff-dim"),
+        (["--rff-bandwidth", "-1"], "--rff-bandwidth"),
+        (["--rff-bandwidth", "inf"], "--rff-bandwidth"),
+        (["--model", "ridge-onehot", "--dataset", "synthetic_regression"], "--model"),
+    ],
+)
+def test_bad_new_options(tmp_path, capsys, args, needle):
+    assert cli.main(["run", "--quiet", "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,460 @@
+"""Reconstruction attacks as registry entries (DESIGN §3.2-§3.4, §3.7): `make_attack`, `score`.
+
+    attack = make_attack(scenario, theta, ["hrec", "avg", "maxdiff"], attacker=None)
+    recon = attack(thetas_after, deleted)       # {name: AttackResult batched over B}
+    scores = score(scenario, recon, deleted)    # {name: Scores}: cosine, MSE, labels, no signal
+
+`ATTACKS` maps an attack's name to an `AttackSpec(apply, title, prepare, ...)`: `apply` maps a
+batch of θ⁻ to reconstructions given the pieces every attack shares (`AttackContext`: the
+attacker's Ĥ, the Avg prior, the feature map's inverse); `prepare` (optional) trains what the
+attack needs once (Updates-Leak's shadow models and decoder). A new attack is one entry here and
+one kernel in `attacks`. The attacker's knowledge is an `scenario.Attacker`: by default the truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrecon import _validate
+from jaxrecon import attacks as _attacks
+from jaxrecon import features as _features
+from jaxrecon import metrics as _metrics
+from jaxrecon import models as _models
+from jaxrecon import shadow as _shadow
+from jaxrecon import unlearning as _unlearning
+from jaxrecon.attacks import AttackResult
+from jaxrecon.models import BINARY, MULTICLASS, REGRESSION
+from jaxrecon.scenario import DENSE_LIMIT, Attacker, Data, Scenario, as_deletions, subkey
+
+
+class AttackContext(NamedTuple):
+    """What the attacks of one batch share, built inside the traced function.
+
+    Attributes:
+      scenario, attacker: the scenario and the attacker's knowledge.
+      params: θ⁺.
+      feature_map: φ (rebuilt from the scenario's traced feature parameters).
+      invert: p̂ [D] -> x̂ [d]: exact for identity features, numerical inversion otherwise.
+      prior: the Avg guess (mean public input, majority public label).
+      hessian_matvec: v -> Ĥv, the attacker's public-data Hessian at θ⁺ (DESIGN §3.1).
+      state: this attack's prepared state (`AttackSpec.prepare`), or None.
+    """
+
+    scenario: Scenario
+    attacker: Attacker
+    params: jax.Array
+    feature_map: _features.FeatureMap
+    invert: Callable[[jax.Array], jax.Array]
+    prior: AttackResult
+    hessian_matvec: Callable[[jax.Array], jax.Array]
+    state: Any = None
+
+
+class AttackSpec(NamedTuple):
+    """One entry of `ATTACKS`.
+
+    Attributes:
+      apply: (context, θ⁻ [B, ...], deleted [B]) -> `AttackResult` batched over B; jittable.
+      title: its name in figures.
+      prepare: (scenario, attacker, θ⁺, key) -> state, run once before the deletions (shadow
+        models, a decoder); None when there is nothing to prepare.
+      uses_hessian: it reads `hessian_matvec` (the attacker then forms Ĥ once for small P).
+      no_signal: score 0 means the deletion left no trace and the answer is the prior (counted
+        as `no_signal` in summaries).
+    """
+
+    apply: Callable[[AttackContext, jax.Array, jax.Array], AttackResult]
+    title: str
+    prepare: Callable[..., Any] | None = None
+    uses_hessian: bool = False
+    no_signal: bool = False
+
+
+def _hrec(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
+    return jax.vmap(
+        lambda t: _attacks.hrec(
+            ctx.scenario.model,
+            ctx.feature_map,
+            ctx.params,
+            t,
+            ctx.hessian_matvec,
+            invert=ctx.invert,
+            fallback=ctx.prior,
+        )
+    )(thetas_after)
+
+
+def _avg(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
+    count = thetas_after.shape[0]
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (count,) + a.shape), ctx.prior)
+
+
+def _maxdiff(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
+    public = ctx.attacker.public
+    return jax.vmap(
+        lambda t: _attacks.maxdiff(
+            ctx.scenario.model, ctx.params, t, public.features, public.x, public.labels
+        )
+    )(thetas_after)
+
+
+def _informed(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
+    train = ctx.scenario.train
+    masks = _unlearning.deletion_masks(deleted, train.features.shape[0], train.features.dtype)
+    return jax.vmap(
+        lambda w: _attacks.informed(
+            ctx.scenario.model,
+            ctx.feature_map,
+            ctx.params,
+            train.features,
+            train.labels,
+            w,
+            l2=ctx.attacker.l2,
+            invert=ctx.invert,
+            fallback=ctx.prior,
+        )
+    )(masks)
+
+
+def _gradmatch(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
+    model, public = ctx.scenario.model, ctx.attacker.public
+    lower, upper = ctx.scenario.box
+    starts = jnp.mean(public.x, axis=0, keepdims=True)
+
+    def loss_fn(t, x, y):
+        return _models.loss(model, t, ctx.feature_map.apply(x), y)
+
+    def one(t, candidates):
+        return _attacks.gradmatch(
+            loss_fn, ctx.params, t, ctx.hessian_matvec, starts, candidates, lower=lower, upper=upper
+        )
+
+    if ctx.attacker.label_known:
+        return jax.vmap(one)(thetas_after, ctx.scenario.train.labels[deleted][:, None])
+    if model.task == REGRESSION:
+        candidates = jnp.stack([jnp.min(public.labels), jnp.max(public.labels)])
+    else:
+        candidates = jnp.arange(model.num_outputs or 2, dtype=jnp.int32)
+    return jax.vmap(lambda t: one(t, candidates))(thetas_after)
+
+
+class UpdatesLeakState(NamedTuple):
+    """The prepared Updates-Leak attack: its decoder and the public probe set it reads."""
+
+    decoder: _attacks.UpdatesLeakDecoder
+    probe_features: jax.Array
+
+
+# Updates-Leak: probe samples, shadow models and deletions per shadow model (400 training pairs).
+UPDATES_LEAK_PROBES = 32
+UPDATES_LEAK_SHADOWS = 8
+UPDATES_LEAK_DELETIONS = 50
+
+
+def _updates_leak_prepare(scenario, attacker, params, key) -> UpdatesLeakState:
+    """Salem et al. (2020) from public data only: shadow models of the target's family trained
+    on subsets of the public pool (minus a fixed probe set), their own exact deletions
+    (`shadow.shadow_updates`, vmapped over shadows and deletions), and a decoder from update
+    signatures (posterior changes on the probes) to the deleted records."""
+    model, public = scenario.model, attacker.public
+    probes = UPDATES_LEAK_PROBES
+    m = public.features.shape[0]
+    if m < probes + 10:
+        raise _validate.fail(
+            "attacks", f"updates-leak needs at least {probes + 10} public samples, got {m}"
+        )
+    pool = Data(*(a[probes:] for a in public))
+    size = min(int(attacker.n_train), max(2, (3 * (m - probes)) // 4))
+    k_shadow, k_decoder = jax.random.split(key)
+    solver = "dense" if scenario.param_count <= DENSE_LIMIT else "cg"
+    shadows = _shadow_updates_jit(
+        k_shadow,
+        model,
+        pool.features,
+        pool.labels,
+        pool.x,
+        public.features[:probes],
+        num_shadow=UPDATES_LEAK_SHADOWS,
+        shadow_size=size,
+        deletions_per_shadow=min(UPDATES_LEAK_DELETIONS, size),
+        l2=attacker.l2,
+        linear_solver=solver,
+    )
+    num_classes = {MULTICLASS: model.num_outputs, BINARY: 2, REGRESSION: None}[model.task]
+    lower, upper = scenario.box
+    decoder = jax.jit(
+        lambda k, s, x, y: _attacks.fit_updates_leak_decoder(
+            k, s, x, y, num_classes=num_classes, lower=lower, upper=upper
+        )
+    )(k_decoder, shadows.signatures, shadows.targets, shadows.labels)
+    return UpdatesLeakState(decoder, public.features[:probes])
+
+
+def _updates_leak(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
+    state = ctx.state
+    return jax.vmap(
+        lambda t: _attacks.apply_updates_leak_decoder(
+            state.decoder,
+            _attacks.updates_leak_signature(
+                ctx.scenario.model, ctx.params, t, state.probe_features
+            ),
+        )
+    )(thetas_after)
+
+
+ATTACKS: dict[str, AttackSpec] = {
+    "hrec": AttackSpec(_hrec, "HRec", uses_hessian=True, no_signal=True),
+    "avg": AttackSpec(_avg, "Avg"),
+    "maxdiff": AttackSpec(_maxdiff, "MaxDiff"),
+    "informed": AttackSpec(_informed, "Informed", no_signal=True),
+    "gradmatch": AttackSpec(_gradmatch, "GradMatch", uses_hessian=True),
+    "updates-leak": AttackSpec(_updates_leak, "Updates-Leak", prepare=_updates_leak_prepare),
+}
+# The paper's comparison; the others cost more or assume more.
+DEFAULT_ATTACKS = ("hrec", "avg", "maxdiff")
+HESSIAN_MODES = ("auto", "dense", "matrix-free")
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["scenario", "attacker", "params", "hessian", "states"],
+    meta_fields=["names"],
+)
+@dataclasses.dataclass(frozen=True)
+class Attack:
+    """Attacks ready to run on deletions of one θ⁺ (`make_attack`).
+
+    Call it on a batch: `attack(thetas_after, deleted)` -> {name: `AttackResult` batched over
+    B}, one compiled function per batch shape. `apply` is the same, unjitted.
+
+    Attributes:
+      scenario, attacker, params: the scenario, the attacker's knowledge and θ⁺.
+      hessian: Ĥ as a dense [P, P] matrix (small P), or None (Hessian-vector products).
+      states: each attack's prepared state (or None), in the order of `names`.
+      names: the attacks, names of `ATTACKS`.
+    """
+
+    scenario: Scenario
+    attacker: Attacker
+    params: jax.Array
+    hessian: jax.Array | None
+    states: tuple[Any, ...]
+    names: tuple[str, ...]
+
+    def context(self) -> AttackContext:
+        """The shared pieces of every attack (call inside the traced function)."""
+        sc, attacker = self.scenario, self.attacker
+        fmap = sc.feature_map
+        invert = fmap.invert
+        if invert is None:
+            lower, upper = sc.box
+            invert = _attacks.feature_inverter(
+                fmap.apply, attacker.public.x, attacker.public.features, lower=lower, upper=upper
+            )
+        if self.hessian is not None:
+            matvec = _attacks.dense_matvec(self.hessian)
+        else:
+            matvec = attacker_hessian_matvec(sc, self.params, attacker)
+        prior = _attacks.avg(
+            attacker.public.x, attacker.public.labels, sc.model.task, sc.model.num_outputs
+        )
+        return AttackContext(sc, attacker, self.params, fmap, invert, prior, matvec)
+
+    def apply(self, thetas_after: jax.Array, deleted: jax.Array) -> dict[str, AttackResult]:
+        """{name: AttackResult [B]} for θ⁻ [B, ...] of the deletions `deleted` [B]; unjitted."""
+        ctx = self.context()
+        return {
+            name: ATTACKS[name].apply(ctx._replace(state=state), thetas_after, deleted)
+            for name, state in zip(self.names, self.states, strict=True)
+        }
+
+    def __call__(self, thetas_after, deleted) -> dict[str, AttackResult]:
+        return _attack_batch(self, jnp.asarray(thetas_after), as_deletions(deleted))
+
+
+def make_attack(
+    scenario: Scenario,
+    params: jax.Array,
+    names: Sequence[str] = DEFAULT_ATTACKS,
+    attacker: Attacker | None = None,
+    *,
+    hessian: str = "auto",
+    states: Mapping[str, Any] | None = None,
+) -> Attack:
+    """The attacks `names` (keys of `ATTACKS`) on deletions from `scenario`'s model θ⁺.
+
+    Prepares what the attacks share once: the attacker's Ĥ as a dense matrix when P <=
+    DENSE_LIMIT (`hessian="auto"`; "dense" or "matrix-free" to force one), and each attack's
+    `prepare` (Updates-Leak's shadow models and decoder) unless given in `states`.
+
+    Args:
+      scenario: the scenario.
+      params: θ⁺.
+      names: attacks to run, in order.
+      attacker: the attacker's knowledge (default `scenario.attacker`, the truth).
+      hessian: "auto", "dense" or "matrix-free".
+      states: prepared states by attack name (`prepare_attack`), to reuse or time them apart.
+
+    Raises:
+      InputError: an unknown or repeated attack, or a bad `hessian`.
+    """
+    names = tuple(names)
+    if not names:
+        raise _validate.fail("attacks", "give at least one attack")
+    for name in names:
+        _validate.choice("attacks", name, ATTACKS)
+    if len(set(names)) != len(names):
+        raise _validate.fail("attacks", f"duplicate attack in {','.join(names)!r}")
+    _validate.choice("hessian", hessian, HESSIAN_MODES)
+    attacker = scenario.attacker if attacker is None else attacker
+    dense = hessian == "dense" or (hessian == "auto" and scenario.param_count <= DENSE_LIMIT)
+    matrix = None
+    if dense and any(ATTACKS[name].uses_hessian for name in names):
+        matrix = _attacker_hessian_jit(scenario, params, attacker)
+    states = dict(states or {})
+    prepared = tuple(
+        states[name] if name in states else prepare_attack(scenario, params, name, attacker)
+        for name in names
+    )
+    return Attack(scenario, attacker, params, matrix, prepared, names)
+
+
+def prepare_attack(
+    scenario: Scenario, params: jax.Array, name: str, attacker: Attacker | None = None
+) -> Any:
+    """The prepared state of attack `name` (None when it needs none), e.g. Updates-Leak's."""
+    _validate.choice("attacks", name, ATTACKS)
+    spec = ATTACKS[name]
+    if spec.prepare is None:
+        return None
+    attacker = scenario.attacker if attacker is None else attacker
+    return spec.prepare(scenario, attacker, params, subkey(scenario.key, "attack"))
+
+
+def attacker_hessian_matvec(
+    scenario: Scenario, params: jax.Array, attacker: Attacker | None = None
+) -> Callable[[jax.Array], jax.Array]:
+    """v -> Ĥv, Ĥ = ((n−1)/m) Σ_pub ∇²ℓ(θ⁺; p_k) + l2·I with the attacker's n, l2, public data."""
+    attacker = scenario.attacker if attacker is None else attacker
+    model = scenario.model
+    return _attacks.public_hessian_matvec(
+        model,
+        params,
+        attacker.public.features,
+        n_train=attacker.n_train,
+        l2=attacker.l2,
+        public_labels=attacker.public.labels if model.hessian_uses_labels else None,
+    )
+
+
+def attacker_hessian(
+    scenario: Scenario, params: jax.Array, attacker: Attacker | None = None
+) -> jax.Array:
+    """Ĥ of `attacker_hessian_matvec` as a dense [P, P] matrix (moderate P only)."""
+    attacker = scenario.attacker if attacker is None else attacker
+    model = scenario.model
+    return _attacks.public_hessian_matrix(
+        model,
+        params,
+        attacker.public.features,
+        n_train=attacker.n_train,
+        l2=attacker.l2,
+        public_labels=attacker.public.labels if model.hessian_uses_labels else None,
+    )
+
+
+def attacker_hessian_extremes(
+    scenario: Scenario, params: jax.Array, attacker: Attacker | None = None
+) -> tuple[float, float]:
+    """Smallest and largest eigenvalue of the attacker's Ĥ (its condition number shows how much
+    HRec amplifies estimation noise); exact up to 2,048 parameters, power iterations beyond."""
+
+    def extremes(sc, theta, atk):
+        return _attacks.hessian_extreme_eigenvalues(attacker_hessian_matvec(sc, theta, atk), theta)
+
+    lo, hi = jax.jit(extremes)(
+        scenario, params, scenario.attacker if attacker is None else attacker
+    )
+    return float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores.
+
+
+class Scores(NamedTuple):
+    """One attack's scores per deletion (DESIGN §3.7), all [B].
+
+    Attributes:
+      cosine: cos(x̂, x) in input space.
+      mse: mean squared error in input space.
+      label_correct: ŷ == y (classifiers), else None.
+      label_error: |ŷ − y| (regression), else None.
+      no_signal: the deletion left no trace and the attack answered its prior (attacks whose
+        score means that: HRec, informed), else None.
+    """
+
+    cosine: jax.Array
+    mse: jax.Array
+    label_correct: jax.Array | None
+    label_error: jax.Array | None
+    no_signal: jax.Array | None
+
+
+def score(scenario: Scenario, results: Mapping[str, AttackResult], deleted) -> dict[str, Scores]:
+    """Scores of each attack's reconstructions of the records at `deleted` ([B] positions)."""
+    deleted = np.asarray(deleted)
+    x_true = scenario.train.x[deleted]
+    y_true = scenario.train.labels[deleted]
+    regression = scenario.model.task == REGRESSION
+    out = {}
+    for name, result in results.items():
+        y_hat = jnp.asarray(result.y_hat)
+        spec = ATTACKS.get(name)
+        out[name] = Scores(
+            cosine=_metrics.cosine_similarity(jnp.asarray(result.x_hat), x_true),
+            mse=_metrics.mse(jnp.asarray(result.x_hat), x_true),
+            label_correct=None if regression else y_hat == y_true,
+            label_error=jnp.abs(y_hat - y_true) if regression else None,
+            no_signal=jnp.asarray(result.score) == 0 if spec and spec.no_signal else None,
+        )
+    return out
+
+
+def summarize(scores: Mapping[str, Scores]) -> dict[str, dict[str, Any]]:
+    """Per attack: cosine median / p10 / mean, mean MSE, label accuracy (None for regression),
+    and where they apply `no_signal` (a count) and `label_mae` (summary.json `attacks`)."""
+    out = {}
+    for name, s in scores.items():
+        row = _metrics.summarize(np.asarray(s.cosine)) | {
+            "mse_mean": float(np.mean(np.asarray(s.mse))),
+            "label_accuracy": None
+            if s.label_correct is None
+            else float(np.mean(np.asarray(s.label_correct))),
+        }
+        if s.no_signal is not None:
+            row["no_signal"] = int(np.sum(np.asarray(s.no_signal)))
+        if s.label_error is not None:
+            row["label_mae"] = float(np.mean(np.asarray(s.label_error)))
+        out[name] = row
+    return out
+
+
+def _run_attack(attack: Attack, thetas_after: jax.Array, deleted: jax.Array):
+    return attack.apply(thetas_after, deleted)
+
+
+# The outermost jit of the convenience calls, and of the shared set-up steps.
+_attack_batch = jax.jit(_run_attack)
+_attacker_hessian_jit = jax.jit(attacker_hessian)
+_shadow_updates_jit = jax.jit(
+    _shadow.shadow_updates,
+    static_argnames=("model", "num_shadow", "shadow_size", "deletions_per_shadow", "linear_solver"),
+)

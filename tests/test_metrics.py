@@ -1,0 +1,32 @@
+"""Metrics: cosine, MSE, summaries and utility scores against NumPy."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrecon import metrics
+
+
+def test_cosine_and_mse_match_numpy(rng):
+    a, b = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    expected = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    np.testing.assert_allclose(
+        metrics.cosine_similarity(jnp.asarray(a), jnp.asarray(b)), expected, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        metrics.mse(jnp.asarray(a), jnp.asarray(b)), np.mean((a - b) ** 2, 1), rtol=1e-12
+    )
+    assert metrics.cosine_similarity(jnp.zeros((1, 3)), jnp.ones((1, 3)))[0] == 0
+
+
+def test_summaries_and_scores():
+    s = metrics.summarize(np.linspace(0, 1, 11))
+    assert s == pytest.approx({"cosine_median": 0.5, "cosine_p10": 0.1, "cosine_mean": 0.5})
+    xs, ys = metrics.empirical_cdf(np.array([0.3, 0.1, 0.2]))
+    np.testing.assert_allclose(xs, [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(ys, [1 / 3, 2 / 3, 1])
+    y = jnp.asarray([1.0, 2.0, 3.0])
+    assert float(metrics.r2_score(y, y)) == 1.0
+    assert float(metrics.accuracy(jnp.asarray([0, 1, 1]), jnp.asarray([0, 1, 0]))) == pytest.approx(
+        2 / 3
+    )
