@@ -2,16 +2,20 @@
 config or for other deletions are never reused; another run's folder is refused.
 """
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from jaxrecon import cli, pipeline
+from jaxrecon.store import ChunkStore
 
 SMALL = ["--n-train", "300", "--deletions", "24", "--chunk-size", "4", "--model", "logistic"]
 
@@ -87,3 +91,28 @@ def test_config_hash_ignores_only_output_options():
     assert pipeline.config_hash(a) == pipeline.config_hash(pipeline.RunConfig(save_arrays=True))
     assert pipeline.config_hash(a) != pipeline.config_hash(pipeline.RunConfig(seed=1))
     assert pipeline.config_hash(a) != pipeline.config_hash(pipeline.RunConfig(chunk_size=7))
+
+
+def test_chunks_of_another_config_or_other_deletions_are_never_reused(tmp_path):
+    """A chunk file is reused only with the same config hash and the same deleted positions."""
+    config = pipeline.RunConfig(model="ridge", n_train=200, deletions=8, chunk_size=4)
+    store = ChunkStore.open(str(tmp_path), config, overwrite=False)
+    saved = {"deleted": np.array([3, 9]), "theta_after": np.arange(6.0).reshape(2, 3)}
+    store.save(0, saved)
+    np.testing.assert_array_equal(
+        store.load(0, np.array([3, 9]))["theta_after"], saved["theta_after"]
+    )
+    assert store.load(0, np.array([3, 10])) is None  # other deletions
+    assert store.load(1, np.array([3, 9])) is None  # no such chunk
+    other = dataclasses.replace(config, seed=1)
+    assert ChunkStore(str(tmp_path), pipeline.config_hash(other)).load(0, saved["deleted"]) is None
+    # End to end: a chunk copied in from a run of another config is recomputed, not reused.
+    first = tmp_path / "first"
+    pipeline.run(config, progress=False, checkpoint_dir=str(first))
+    second = tmp_path / "second"
+    pipeline.prepare_out_dir(str(second), other)
+    expected = pipeline.run(other, progress=False, checkpoint_dir=str(second))
+    shutil.copy(first / "chunks" / "chunk-00000.npz", second / "chunks" / "chunk-00000.npz")
+    again = pipeline.run(other, progress=False, checkpoint_dir=str(second))
+    assert again.summary["chunks"] == {"size": 4, "computed": 1, "reused": 1}
+    assert pipeline.rows_to_csv(again.rows) == pipeline.rows_to_csv(expected.rows)
