@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `jaxrecon` command."""
-    from jaxrecon import config, data, models
+    from jaxrecon import config, data, models, reconstruction, unlearners
 
     defaults = config.RunConfig()
     parser = _Parser(
@@ -58,12 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--unlearning",
         default=defaults.unlearning,
-        help=f"unlearning method: {'|'.join(config.UNLEARNING_METHODS)} (default: %(default)s)",
+        help=f"unlearning method: {'|'.join(unlearners.UNLEARNING)} (default: %(default)s)",
     )
     run.add_argument(
         "--attacks",
         default=",".join(defaults.attacks),
-        help="comma-separated attacks (default: %(default)s)",
+        help=f"comma-separated attacks from {','.join(reconstruction.ATTACKS)} "
+        "(default: %(default)s)",
     )
     run.add_argument(
         "--n-train",

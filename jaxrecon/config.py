@@ -18,6 +18,7 @@ from jaxrecon import scenario as _scenario
 from jaxrecon import unlearners as _unlearners
 from jaxrecon._version import __version__
 
+# The registries' names when this module was imported (validation reads the registries).
 ATTACKS = tuple(_reconstruction.ATTACKS)
 DEFAULT_ATTACKS = _reconstruction.DEFAULT_ATTACKS
 UNLEARNING_METHODS = tuple(_unlearners.UNLEARNING)
@@ -81,19 +82,14 @@ class RunConfig:
           InputError: naming the option (its field name; the CLI writes the flag) and value.
         """
         _validate.choice("model", self.model, _models.MODELS)
-        _validate.choice("unlearning", self.unlearning, UNLEARNING_METHODS)
+        _validate.choice("unlearning", self.unlearning, _unlearners.UNLEARNING)
         _validate.choice("dtype", self.dtype, DTYPES)
         _validate.choice("features", self.features, FEATURES)
         _validate.integer("rff_dim", self.rff_dim, minimum=1)
         if self.rff_bandwidth is not None:
             _validate.positive("rff_bandwidth", self.rff_bandwidth)
         _data.parse_dataset_name(self.dataset)
-        if not self.attacks:
-            raise _validate.fail("attacks", "give at least one attack")
-        for name in self.attacks:
-            _validate.choice("attacks", name, ATTACKS)
-        if len(set(self.attacks)) != len(self.attacks):
-            raise _validate.fail("attacks", f"duplicate attack in {','.join(self.attacks)!r}")
+        _reconstruction.check_attack_names(self.attacks)
         _validate.integer("n_train", self.n_train, minimum=2)
         if self.n_public is not None:
             _validate.integer("n_public", self.n_public, minimum=1)

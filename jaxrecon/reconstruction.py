@@ -305,13 +305,7 @@ def make_attack(
     Raises:
       InputError: an unknown or repeated attack, or a bad `hessian`.
     """
-    names = tuple(names)
-    if not names:
-        raise _validate.fail("attacks", "give at least one attack")
-    for name in names:
-        _validate.choice("attacks", name, ATTACKS)
-    if len(set(names)) != len(names):
-        raise _validate.fail("attacks", f"duplicate attack in {','.join(names)!r}")
+    names = check_attack_names(names)
     _validate.choice("hessian", hessian, HESSIAN_MODES)
     attacker = scenario.attacker if attacker is None else attacker
     dense = hessian == "dense" or (hessian == "auto" and scenario.param_count <= DENSE_LIMIT)
@@ -324,6 +318,22 @@ def make_attack(
         for name in names
     )
     return Attack(scenario, attacker, params, matrix, prepared, names)
+
+
+def check_attack_names(names: Sequence[str]) -> tuple[str, ...]:
+    """`names` as a tuple, checked: at least one, each in `ATTACKS`, none twice.
+
+    Raises:
+      InputError: naming the argument `attacks` and the bad value.
+    """
+    names = tuple(names)
+    if not names:
+        raise _validate.fail("attacks", "give at least one attack")
+    for name in names:
+        _validate.choice("attacks", name, ATTACKS)
+    if len(set(names)) != len(names):
+        raise _validate.fail("attacks", f"duplicate attack in {','.join(names)!r}")
+    return names
 
 
 def prepare_attack(
@@ -342,32 +352,24 @@ def attacker_hessian_matvec(
     scenario: Scenario, params: jax.Array, attacker: Attacker | None = None
 ) -> Callable[[jax.Array], jax.Array]:
     """v -> Ĥv, Ĥ = ((n−1)/m) Σ_pub ∇²ℓ(θ⁺; p_k) + l2·I with the attacker's n, l2, public data."""
-    attacker = scenario.attacker if attacker is None else attacker
-    model = scenario.model
-    return _attacks.public_hessian_matvec(
-        model,
-        params,
-        attacker.public.features,
-        n_train=attacker.n_train,
-        l2=attacker.l2,
-        public_labels=attacker.public.labels if model.hessian_uses_labels else None,
-    )
+    features, beliefs = _hessian_inputs(scenario, attacker)
+    return _attacks.public_hessian_matvec(scenario.model, params, features, **beliefs)
 
 
 def attacker_hessian(
     scenario: Scenario, params: jax.Array, attacker: Attacker | None = None
 ) -> jax.Array:
     """Ĥ of `attacker_hessian_matvec` as a dense [P, P] matrix (moderate P only)."""
+    features, beliefs = _hessian_inputs(scenario, attacker)
+    return _attacks.public_hessian_matrix(scenario.model, params, features, **beliefs)
+
+
+def _hessian_inputs(scenario: Scenario, attacker: Attacker | None):
+    """The attacker's public features, and its n, l2 and (where the Hessian needs them) labels."""
     attacker = scenario.attacker if attacker is None else attacker
-    model = scenario.model
-    return _attacks.public_hessian_matrix(
-        model,
-        params,
-        attacker.public.features,
-        n_train=attacker.n_train,
-        l2=attacker.l2,
-        public_labels=attacker.public.labels if model.hessian_uses_labels else None,
-    )
+    labels = attacker.public.labels if scenario.model.hessian_uses_labels else None
+    beliefs = {"n_train": attacker.n_train, "l2": attacker.l2, "public_labels": labels}
+    return attacker.public.features, beliefs
 
 
 def attacker_hessian_extremes(

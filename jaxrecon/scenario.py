@@ -210,6 +210,7 @@ def make_scenario(
     rff_dim: int = 4096,
     rff_bandwidth: float | None = None,
     dtype: str | None = None,
+    roles: _data.Split | None = None,
 ) -> Scenario:
     """Draws the roles of `dataset` and everything a model of family `model` needs.
 
@@ -232,6 +233,9 @@ def make_scenario(
       rff_dim: F, the number of random Fourier features.
       rff_bandwidth: σ of the RFF kernel; None = the median heuristic on the public inputs.
       dtype: "float64" or "float32"; None = float64 when jax_enable_x64 is on, else float32.
+      roles: fixed positions of the train / public / test rows (disjoint, each non-empty, at
+        least two training rows) instead of a seeded split; `n_train` and `n_public` are then
+        ignored.
 
     Returns:
       A `Scenario` with the default (truthful) `Attacker`.
@@ -251,7 +255,10 @@ def make_scenario(
     model = _model_for(model, dataset)
     dataset = _data.task_view(dataset, model.task)
     labels = task_labels(dataset, model.task)
-    roles = _data.split(subkey(key, "split"), len(labels), n_train, n_public)
+    if roles is None:
+        roles = _data.split(subkey(key, "split"), len(labels), n_train, n_public)
+    else:
+        roles = _checked_roles(roles, len(labels))
     dataset = _data.standardize_public(dataset, roles.public)
     params, feature_info = _draw_features(
         subkey(key, "features"), dataset, roles.public, features, rff_dim, rff_bandwidth, dtype
@@ -372,6 +379,18 @@ def as_deletions(deleted) -> jax.Array:
     return deleted
 
 
+def _checked_roles(roles: _data.Split, size: int) -> _data.Split:
+    rows = [np.asarray(r) for r in roles]
+    for name, r, least in zip(("train", "public", "test"), rows, (2, 1, 1), strict=True):
+        if r.ndim != 1 or len(r) < least or not np.issubdtype(r.dtype, np.integer):
+            raise _validate.fail("roles", f"{name}: need >= {least} integer positions")
+        if r.min() < 0 or r.max() >= size or len(np.unique(r)) != len(r):
+            raise _validate.fail("roles", f"{name}: positions must be distinct and in [0, {size})")
+    if len(np.unique(np.concatenate(rows))) != sum(len(r) for r in rows):
+        raise _validate.fail("roles", "train, public and test must be disjoint")
+    return _data.Split(*rows)
+
+
 def _dtype(dtype: str | None) -> jnp.dtype:
     if dtype is None:
         return jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
@@ -428,16 +447,7 @@ def fit(scenario: Scenario) -> FitResult:
         return _solvers.fit_ridge(train.features, targets, l2=l2, weights=weights)
     if scenario.param_count <= DENSE_LIMIT:
         return _solvers.fit_newton(model, train.features, train.labels, l2=l2, weights=weights)
-    start = model.init(train.features.shape[1], train.features.dtype)
-    sketch = _unlearning.hessian_nystrom(
-        subkey(scenario.key, "fit"),
-        model,
-        start,
-        train.features,
-        l2=l2,
-        rank=nystrom_rank(scenario),
-        labels=train.labels,
-    )
+    sketch = nystrom_sketch(scenario, model.init(train.features.shape[1], train.features.dtype))
     return _solvers.fit_newton(
         model,
         train.features,
@@ -472,6 +482,19 @@ def utility(scenario: Scenario, params: jax.Array) -> Utility:
     return Utility(name, on(scenario.train), on(scenario.test))
 
 
-def nystrom_rank(scenario: Scenario) -> int:
-    """The rank of the Nyström preconditioners of large models (NYSTROM_RANK, at most P)."""
-    return min(NYSTROM_RANK, scenario.param_count)
+def nystrom_sketch(
+    scenario: Scenario, params: jax.Array, purpose: str = "fit"
+) -> _solvers.NystromPreconditioner:
+    """A rank-`NYSTROM_RANK` (at most P) Nyström preconditioner of the training Hessian at
+    `params`, sketched with the key of `purpose` ("fit" at θ = 0, "unlearn" at θ⁺); it sets only
+    the speed of Newton-CG, never the answer."""
+    train = scenario.train
+    return _unlearning.hessian_nystrom(
+        subkey(scenario.key, purpose),
+        scenario.model,
+        params,
+        train.features,
+        l2=scenario.l2,
+        rank=min(NYSTROM_RANK, scenario.param_count),
+        labels=train.labels,
+    )

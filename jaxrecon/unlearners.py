@@ -21,7 +21,7 @@ import jax
 
 from jaxrecon import _validate
 from jaxrecon import unlearning as _unlearning
-from jaxrecon.scenario import DENSE_LIMIT, DTYPES, Scenario, as_deletions, nystrom_rank, subkey
+from jaxrecon.scenario import DENSE_LIMIT, DTYPES, Scenario, as_deletions, nystrom_sketch
 from jaxrecon.unlearning import UnlearnResult
 
 # Smooth GLMs with P up to this unlearn with one explicit [P, P] inverse Hessian shared by all
@@ -72,15 +72,7 @@ def _exact_system(kernel: str, scenario: Scenario, params: jax.Array, inverse_dt
         return _unlearning.hessian_cholesky(
             model, params, train.features, l2=l2, labels=train.labels
         )
-    return _unlearning.hessian_nystrom(
-        subkey(scenario.key, "unlearn"),
-        model,
-        params,
-        train.features,
-        l2=l2,
-        rank=nystrom_rank(scenario),
-        labels=train.labels,
-    )
+    return nystrom_sketch(scenario, params, "unlearn")
 
 
 def _exact_prepare(

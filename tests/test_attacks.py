@@ -307,10 +307,8 @@ def test_ridge_zero_residual_sample(rng):
     assert np.isnan(float(res.y_hat)) and float(res.score) == 0.0
     # The same deletion with the Avg fallback answers the prior exactly.
     prior = attacks.AttackResult(jnp.full(3, 0.25), jnp.asarray(7.0), jnp.asarray(0.9))
-    res = attacks.hrec(
-        models.ridge_model(), features.identity_features(), theta, after, lambda v: v,
-        fallback=prior,
-    )  # fmt: skip
+    fmap = features.identity_features()
+    res = attacks.hrec(models.ridge_model(), fmap, theta, after, lambda v: v, fallback=prior)
     np.testing.assert_array_equal(res.x_hat, prior.x_hat)
     assert float(res.y_hat) == 7.0 and float(res.score) == 0.0
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import reference as ref
-from jaxrecon import data, models, reconstruction, scenario, unlearners
+from jaxrecon import data, models, pipeline, reconstruction, scenario, unlearners
 from jaxrecon.attacks import AttackResult
 from jaxrecon.errors import InputError
 from jaxrecon.unlearning import UnlearnResult
@@ -221,6 +221,13 @@ def test_a_new_unlearning_method_and_attack_are_one_registry_entry_each(digits, 
     scores = reconstruction.score(sc, out, deleted)
     np.testing.assert_array_equal(scores["zero"].cosine, 0.0)
     assert float(jnp.min(scores["hrec"].cosine)) > 0.9
+    # ... and both are options of the whole job, its summary and its table.
+    config = pipeline.RunConfig(
+        model="logistic", n_train=100, deletions=2, unlearning="newton", attacks=("hrec", "zero")
+    )
+    summary = pipeline.run(config, progress=False).summary
+    assert summary["unlearning"]["kernel"] == "newton-step"
+    assert summary["attacks"]["zero"]["cosine_median"] == 0.0
 
 
 def test_score_and_summarize_exact_values(digits):
@@ -301,3 +308,18 @@ def test_multiclass_model_on_real_targets_is_refused():
     regression = data.synthetic_regression(jax.random.key(0), 100, 3)
     with pytest.raises(InputError, match="model: softmax needs class labels"):
         scenario.make_scenario(regression, model="softmax", n_train=50, key=jax.random.key(0))
+
+
+def test_fixed_roles_are_used_as_given_and_checked(digits):
+    given = data.Split(np.arange(0, 150), np.arange(150, 400), np.arange(400, 420))
+    sc = scenario.make_scenario(digits, model="logistic", key=jax.random.key(0), roles=given)
+    np.testing.assert_array_equal(sc.info.roles.train, given.train)
+    np.testing.assert_allclose(sc.public.x, digits.x[150:400], rtol=0)
+    assert sc.n_train == 150 and int(sc.attacker.n_train) == 150
+    overlapping = data.Split(np.arange(0, 150), np.arange(100, 400), np.arange(400, 420))
+    with pytest.raises(InputError, match="roles: train, public and test must be disjoint"):
+        scenario.make_scenario(digits, model="logistic", key=jax.random.key(0), roles=overlapping)
+    with pytest.raises(InputError, match="roles: test"):
+        scenario.make_scenario(
+            digits, model="logistic", key=jax.random.key(0), roles=given._replace(test=[5000])
+        )
