@@ -22,6 +22,8 @@ from jaxrecon.attacks import invert_features as invert_features
 from jaxrecon.attacks import maxdiff as maxdiff
 from jaxrecon.attacks import public_hessian_matvec as public_hessian_matvec
 from jaxrecon.attacks import updates_leak_signature as updates_leak_signature
+from jaxrecon.audit import AuditResult as AuditResult
+from jaxrecon.audit import run_audit as run_audit
 from jaxrecon.data import Dataset as Dataset
 from jaxrecon.data import Split as Split
 from jaxrecon.data import dataset_status as dataset_status
@@ -55,6 +57,7 @@ from jaxrecon.reconstruction import Attack as Attack
 from jaxrecon.reconstruction import AttackSpec as AttackSpec
 from jaxrecon.reconstruction import Scores as Scores
 from jaxrecon.reconstruction import make_attack as make_attack
+from jaxrecon.reconstruction import match_records as match_records
 from jaxrecon.reconstruction import score as score
 from jaxrecon.reconstruction import summarize as summarize
 from jaxrecon.scenario import Attacker as Attacker
@@ -67,6 +70,9 @@ from jaxrecon.scenario import make_scenario as make_scenario
 from jaxrecon.scenario import utility as utility
 from jaxrecon.shadow import ShadowData as ShadowData
 from jaxrecon.shadow import shadow_updates as shadow_updates
+from jaxrecon.snapshots import Snapshot as Snapshot
+from jaxrecon.snapshots import from_estimator as from_estimator
+from jaxrecon.snapshots import load_snapshot as load_snapshot
 from jaxrecon.solvers import FitResult as FitResult
 from jaxrecon.solvers import NystromPreconditioner as NystromPreconditioner
 from jaxrecon.solvers import fit_newton as fit_newton
@@ -74,7 +80,10 @@ from jaxrecon.solvers import fit_ridge as fit_ridge
 from jaxrecon.unlearners import UNLEARNING as UNLEARNING
 from jaxrecon.unlearners import Unlearner as Unlearner
 from jaxrecon.unlearners import UnlearningMethod as UnlearningMethod
+from jaxrecon.unlearners import fisher_applies as fisher_applies
+from jaxrecon.unlearners import fisher_bounds as fisher_bounds
 from jaxrecon.unlearners import make_unlearn as make_unlearn
+from jaxrecon.unlearners import unlearn_sequence as unlearn_sequence
 from jaxrecon.unlearning import GLMSystem as GLMSystem
 from jaxrecon.unlearning import RidgeSystem as RidgeSystem
 from jaxrecon.unlearning import UnlearnResult as UnlearnResult

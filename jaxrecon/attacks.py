@@ -77,10 +77,15 @@ def public_hessian_matvec(
     multiplications by the [m, D] public feature matrix, so it serves any parameter count; vmap
     the returned function (or `hrec`) over deletions to batch the products into matrix products.
 
+    `l2` is a scalar (l2·I), or an array shaped like θ for a per-coordinate regulariser
+    diag(l2) (e.g. scikit-learn's unpenalised intercept: 0 on the bias row).
+
     Raises:
-      ValueError: `public_labels` missing for a model whose Hessian needs them.
+      ValueError: `public_labels` missing for a model whose Hessian needs them, or an array
+        `l2` not shaped like θ.
     """
     _check_public_labels(model, public_labels)
+    _check_l2(params, l2)
     m = public_features.shape[0]
     weights = jnp.full((m,), _public_scale(n_train, m, public_features.dtype))
 
@@ -103,9 +108,11 @@ def public_hessian_matrix(
 
     Forming it costs m·D²·K(K+1) FLOPs (`models.dense_hessian`); each product then costs 2P²
     instead of the matrix-free 4mP, so it pays off from about P/2 deletions on (a ridge or
-    logistic model on 785 pixels: ~400). Wrap it with `dense_matvec`.
+    logistic model on 785 pixels: ~400). Wrap it with `dense_matvec`. `l2` as for
+    `public_hessian_matvec` (a scalar, or per coordinate shaped like θ).
     """
     _check_public_labels(model, public_labels)
+    _check_l2(params, l2)
     m = public_features.shape[0]
     weights = jnp.full((m,), _public_scale(n_train, m, public_features.dtype))
     return _models.dense_hessian(
@@ -286,6 +293,105 @@ def informed(
     return _select(traceless, fallback, result)
 
 
+def decode_records(
+    model: Model, params_before: jax.Array, grad: jax.Array, count: int, *, iterations: int = 50
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Reads `count` records (p̂ [k, D], ŷ [k], score [k]) from g ≈ Σ_r p_r ⊗ ℓ'(z_r, y_r), the
+    update of a request that deleted k records together.
+
+    Multi-output models (softmax, one-hot ridge, one-vs-rest SVM): ℓ'(z_r, y_r) is negative in
+    the column of the record's label, so the k most negative entries of the bias row
+    g[-1] = Σ_r ℓ'_r name the labels and the columns G[:, c] / G[-1, c] start the records; then
+    the records are refined by matching the model's own structure, min over p_1..p_k (bias
+    coordinate 1) of ‖Σ_r p_r ℓ'(θ⁺ᵀp_r, y_r)ᵀ − G‖² (Gauss–Newton, CG on Jacobian products): a
+    low-rank factorisation alone is not unique, this one is. Exact when g is exactly such a sum
+    with distinct labels and the refinement reaches it; approximate otherwise (records of one
+    label share a column and start alike).
+    Scalar-output models (ridge, logistic, binary SVM): g is one vector, a weighted sum of the
+    k records; nothing separates them, so every slot holds `decode_gradient`'s single answer.
+
+    Args:
+      model: the model family.
+      params_before: θ⁺ [D] or [D, K].
+      grad: g, same shape.
+      count: k, records per request.
+      iterations: Gauss–Newton steps of the refinement.
+
+    Returns:
+      p̂ [k, D], ŷ [k], score [k] (1 − the relative squared residual of the match).
+    """
+    _validate.integer("count", count, minimum=1)
+    if model.num_outputs is None or count == 1:
+        p_hat, y_hat, score = decode_gradient(model, params_before, grad)
+        tile = lambda a: jnp.broadcast_to(a, (count,) + jnp.shape(a))  # noqa: E731
+        return tile(p_hat), tile(y_hat), tile(score)
+    tiny = jnp.finfo(grad.dtype).tiny
+    labels = jnp.argsort(grad[-1])[:count].astype(jnp.int32)  # the k most negative bias entries
+    start = grad[:, labels] / _nonzero(grad[-1, labels])[None, :]  # [D, k], bias row 1
+
+    def residual(free):  # free [k, D-1]: the records without their bias coordinate
+        p = jnp.concatenate([free, jnp.ones((count, 1), free.dtype)], axis=1)
+        q = jax.vmap(lambda pr, yr: model.dloss_z(pr @ params_before, yr))(p, labels)
+        return (p.T @ q - grad).reshape(-1)
+
+    free = _gauss_newton_cg(residual, start.T[:, :-1], iterations)
+    p_hat = jnp.concatenate([free, jnp.ones((count, 1), free.dtype)], axis=1)
+    q = jax.vmap(lambda pr, yr: model.dloss_z(pr @ params_before, yr))(p_hat, labels)
+    y_hat = jax.vmap(lambda p, qr: model.label_from_gradient(p @ params_before, qr))(p_hat, q)
+    explained = 1 - jnp.sum(residual(free) ** 2) / jnp.maximum(jnp.sum(grad * grad), tiny)
+    return p_hat, y_hat, jnp.full((count,), explained)
+
+
+def _gauss_newton_cg(residual, x0, steps, cg_steps=30):
+    """Damped Gauss–Newton on ‖r(x)‖², the normal equations solved by CG on J products (jvp,
+    vjp), each step kept only if it lowers the loss."""
+
+    def step(x, _):
+        r, pullback = jax.vjp(residual, x)
+        rhs = pullback(r)[0]
+        scale = jnp.sum(rhs * rhs) / jnp.maximum(jnp.sum(r * r), jnp.finfo(x.dtype).tiny)
+        damping = 1e-8 * scale + jnp.finfo(x.dtype).tiny
+
+        def normal(v):
+            jv = jax.jvp(residual, (x,), (v,))[1]
+            return pullback(jv)[0] + damping * v
+
+        move = _solvers.conjugate_gradient(normal, rhs, tol=1e-10, max_steps=cg_steps)
+        new = x - move
+        better = jnp.sum(residual(new) ** 2) < jnp.sum(r * r)
+        return jnp.where(better, new, x), None
+
+    x, _ = lax.scan(step, x0, None, length=steps)
+    return x
+
+
+def hrec_records(
+    model: Model,
+    feature_map: FeatureMap,
+    params_before: jax.Array,
+    params_after: jax.Array,
+    hessian_matvec: Callable[[jax.Array], jax.Array],
+    count: int,
+    *,
+    invert: Callable[[jax.Array], jax.Array] | None = None,
+    fallback: AttackResult | None = None,
+) -> AttackResult:
+    """HRec for a request that deleted `count` records: g = Ĥ(θ⁻ − θ⁺) ≈ Σ_r ∇ℓ(θ⁺; z_r), read
+    by `decode_records`. Returns AttackResult with x̂ [k, d], ŷ [k], score [k]; `fallback` (the
+    prior, tiled) where the update left no trace, as in `hrec`."""
+    invert = _inverse(feature_map, invert)
+    delta = params_after - params_before
+    p_hat, y_hat, score = decode_records(model, params_before, hessian_matvec(delta), count)
+    result = AttackResult(jax.vmap(invert)(p_hat), y_hat, score)
+    traceless = jnp.linalg.norm(delta) <= _min_change(None, delta.dtype) * jnp.linalg.norm(
+        params_before
+    )
+    if fallback is None:
+        fallback = no_signal(model, AttackResult(result.x_hat[0], result.y_hat[0], score[0]))
+    tiled = jax.tree.map(lambda a: jnp.broadcast_to(a, (count,) + jnp.shape(a)), fallback)
+    return _select(traceless, tiled, result)
+
+
 def hessian_extreme_eigenvalues(
     matvec: Callable[[jax.Array], jax.Array],
     like: jax.Array,
@@ -364,6 +470,29 @@ def maxdiff(
     if model.task != REGRESSION:
         y_hat = y_hat.astype(jnp.int32)
     return AttackResult(public_x[k], y_hat, change[k])
+
+
+def maxdiff_records(
+    model: Model,
+    params_before: jax.Array,
+    params_after: jax.Array,
+    public_features: jax.Array,
+    public_x: jax.Array,
+    public_labels: jax.Array,
+    count: int,
+) -> AttackResult:
+    """MaxDiff for a request of `count` records: the `count` public samples whose predictions
+    change most (x̂ [k, d], ŷ [k], score [k] the changes), the multi-record form of `maxdiff`."""
+    before = _models.predict(model, params_before, public_features)
+    after = _models.predict(model, params_after, public_features)
+    change = (
+        jnp.abs(after - before) if before.ndim == 1 else jnp.linalg.norm(after - before, axis=-1)
+    )
+    top, idx = lax.top_k(change, count)
+    y_hat = public_labels[idx]
+    if model.task != REGRESSION:
+        y_hat = y_hat.astype(jnp.int32)
+    return AttackResult(public_x[idx], y_hat, top)
 
 
 class InversionResult(NamedTuple):
@@ -869,6 +998,14 @@ def _check_public_labels(model: Model, public_labels) -> None:
     if model.hessian_uses_labels and public_labels is None:
         raise ValueError(
             f"public_labels is None, but the {model.name!r} Hessian depends on the labels"
+        )
+
+
+def _check_l2(params: jax.Array, l2) -> None:
+    if jnp.ndim(l2) != 0 and jnp.shape(l2) != params.shape:
+        raise ValueError(
+            f"l2 must be a scalar or shaped like the parameters {params.shape}, got shape "
+            f"{jnp.shape(l2)}"
         )
 
 

@@ -1,4 +1,5 @@
-"""Command line: `jaxrecon run ...` and `jaxrecon datasets` (see the README's CLI reference).
+"""Command line: `jaxrecon run ...`, `jaxrecon audit ...` and `jaxrecon datasets` (see the
+README's CLI reference).
 
 Bad input prints one line `jaxrecon: error: <option>: <what is wrong>` on stderr and exits with 2.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import sys
 
@@ -146,6 +148,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="shard the deletions over this many local devices (default: all)",
     )
     run.add_argument(
+        "--defense",
+        default=defaults.defense,
+        help=f"{'|'.join(unlearners.DEFENSES)}: output-perturbation adds Gaussian noise "
+        "calibrated for (--epsilon, --delta) to every released model (default: %(default)s)",
+    )
+    run.add_argument(
+        "--epsilon",
+        type=float,
+        default=None,
+        help="privacy target ε of --defense, certified and descent-to-delete (default: 1 for "
+        "those methods)",
+    )
+    run.add_argument(
+        "--delta",
+        type=float,
+        default=defaults.delta,
+        help="privacy target δ (default: %(default)s)",
+    )
+    run.add_argument(
+        "--unlearn-steps",
+        type=int,
+        default=None,
+        help="steps of gradient-ascent, finetune and descent-to-delete (default: 10)",
+    )
+    run.add_argument(
+        "--unlearn-lr",
+        type=float,
+        default=None,
+        help="step size of gradient-ascent and finetune (default: 1/M, M the objective's "
+        "smoothness bound)",
+    )
+    run.add_argument(
+        "--shards",
+        type=int,
+        default=defaults.shards,
+        help="SISA shards for --unlearning sisa (default: %(default)s)",
+    )
+    run.add_argument(
+        "--deletions-per-request",
+        type=int,
+        default=defaults.deletions_per_request,
+        help="training records removed together by each deletion request (default: %(default)s)",
+    )
+    run.add_argument(
+        "--sequential",
+        action="store_true",
+        help="delete one record after another, publishing every intermediate model (exact "
+        "and newton unlearning)",
+    )
+    run.add_argument(
         "--overwrite",
         action="store_true",
         help="replace a different run already in --out (default: refuse; the same config resumes)",
@@ -172,7 +224,54 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--data-dir", default=None, help="folder to look in (as for `jaxrecon run`)"
     )
+    _add_audit_parser(sub)
     return parser
+
+
+def _add_audit_parser(sub) -> None:
+    audit = sub.add_parser(
+        "audit",
+        help="attack released models: reconstruct the record deleted between two snapshots",
+        description="Read a model released before a deletion and one or more released after "
+        "(.skops scikit-learn, .npz, .safetensors or flax .msgpack), reconstruct each deleted "
+        "record with HRec from public data, and write audit.json and reconstruction.npz.",
+    )
+    audit.add_argument("--before", required=True, help="the model before the deletion (θ⁺)")
+    audit.add_argument(
+        "--after",
+        required=True,
+        nargs="+",
+        help="the model after a deletion (θ⁻); several files = several single deletions",
+    )
+    audit.add_argument(
+        "--public",
+        required=True,
+        help="public records: .npz with x [m, d] (the model's inputs) and labels y [m]",
+    )
+    audit.add_argument(
+        "--model", default=None, help="model family, for files that do not record it"
+    )
+    audit.add_argument(
+        "--n-train", type=int, default=None, help="training-set size n (default: estimated)"
+    )
+    audit.add_argument(
+        "--l2",
+        type=float,
+        default=None,
+        help="regulariser on the weights in jaxrecon's units (default: the snapshot's, e.g. "
+        "1/C, else estimated)",
+    )
+    audit.add_argument(
+        "--deleted",
+        dest="truth",
+        metavar="DELETED",
+        default=None,
+        help="the deleted records, .npz with x [B, d] (and y [B]), one per --after: score "
+        "every attack against them",
+    )
+    audit.add_argument("--out", default=None, help="output folder (default: runs/audit-<time>)")
+    audit.add_argument("--overwrite", action="store_true", help="replace an audit in --out")
+    audit.add_argument("--quiet", action="store_true", help="print nothing")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "datasets":
             return _datasets(args)
+        if args.command == "audit":
+            return _audit(args)
     except InputError as err:
         sys.stderr.write(f"jaxrecon: error: {_with_flag(err, parser, args.command)}\n")
         return 2
@@ -237,6 +338,14 @@ def _run(args: argparse.Namespace) -> int:
         rff_dim=args.rff_dim,
         rff_bandwidth=args.rff_bandwidth,
         download=args.download,
+        defense=args.defense,
+        epsilon=args.epsilon,
+        delta=args.delta,
+        unlearn_steps=args.unlearn_steps,
+        unlearn_lr=args.unlearn_lr,
+        shards=args.shards,
+        deletions_per_request=args.deletions_per_request,
+        sequential=args.sequential,
     ).validate()
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     _check_writable(out)
@@ -282,6 +391,50 @@ def _datasets(args: argparse.Namespace) -> int:
             f"{status.usage:<28} {available:<3}  looked in: {status.where}  |  "
             f"get: {status.how_to_get}"
         )
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+
+    from jaxrecon import audit, snapshots, store
+
+    out = args.out or os.path.join(
+        "runs", "audit-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    )
+    _check_writable(out)
+    written = [os.path.join(out, name) for name in ("audit.json", "reconstruction.npz")]
+    if not args.overwrite and any(os.path.exists(p) for p in written):
+        raise InputError(
+            f"out: {out!r} already holds an audit; pass --overwrite or choose another --out",
+            argument="out",
+        )
+    before = snapshots.load_snapshot(args.before, argument="before", model=args.model)
+    afters = [snapshots.load_snapshot(p, argument="after", model=args.model) for p in args.after]
+    public_x, public_y = audit.load_records(args.public, "public")
+    truth_x = truth_y = None
+    if args.truth is not None:
+        truth_x, truth_y = audit.load_records(args.truth, "truth", labels_required=False)
+    result = audit.run_audit(
+        before,
+        afters,
+        public_x,
+        public_y,
+        n_train=args.n_train,
+        l2=args.l2,
+        truth_x=truth_x,
+        truth_y=truth_y,
+    )
+    report = audit.summary(result) | {"public": args.public}
+    os.makedirs(out, exist_ok=True)
+    store.atomic_write(written[0], store.text_writer(json.dumps(report, indent=2) + "\n"))
+    store.atomic_write(written[1], lambda tmp: np.savez(tmp, **audit.arrays(result)))
+    if not args.quiet:
+        print(audit.format_report(result))
+        print(f"wrote audit.json, reconstruction.npz to {out}")
     return 0
 
 

@@ -54,6 +54,15 @@ class RunConfig:
       rff_bandwidth: RFF kernel bandwidth σ; None = the median pairwise distance of the public
         inputs (the median heuristic; the attacker knows the map, DESIGN §2).
       download: allow downloading a data set that has no local copy (tfds, folktables).
+      defense: "none" or "output-perturbation" (Gaussian noise on every released model).
+      epsilon, delta: the (ε, δ) target of the defence and of the methods `certified` and
+        `descent-to-delete` (ε None: 1.0 for those methods; required with a defence).
+      unlearn_steps, unlearn_lr: steps and step size of the first-order methods (None: 10
+        steps, step 1/M with M the objective's smoothness bound).
+      shards: S, the number of SISA shards (`--unlearning sisa`).
+      deletions_per_request: k, training records removed together by each deletion request.
+      sequential: delete the records one after another, publishing every intermediate model
+        (the attacker differences consecutive releases), instead of each from θ⁺.
     """
 
     dataset: str = "digits"
@@ -74,6 +83,14 @@ class RunConfig:
     rff_dim: int = 4096
     rff_bandwidth: float | None = None
     download: bool = False
+    defense: str = "none"
+    epsilon: float | None = None
+    delta: float = 1e-5
+    unlearn_steps: int | None = None
+    unlearn_lr: float | None = None
+    shards: int = 5
+    deletions_per_request: int = 1
+    sequential: bool = False
 
     def validate(self) -> RunConfig:
         """Checks every option that does not need the data; returns self.
@@ -97,11 +114,28 @@ class RunConfig:
         _validate.integer("chunk_size", self.chunk_size, minimum=1)
         if self.devices is not None:
             _validate.integer("devices", self.devices, minimum=1)
-        if self.deletions > self.n_train:
+        _validate.integer("deletions_per_request", self.deletions_per_request, minimum=1)
+        if self.deletions * self.deletions_per_request > self.n_train:
             raise _validate.fail(
-                "deletions", f"must be <= n_train ({self.n_train}), got {self.deletions}"
+                "deletions",
+                f"times deletions_per_request ({self.deletions_per_request}) must be <= n_train "
+                f"({self.n_train}), got {self.deletions}",
             )
         _validate.positive("l2", self.l2, why="the objective must be strongly convex")
+        _validate.choice("defense", self.defense, _unlearners.DEFENSES)
+        if self.epsilon is not None:
+            _validate.positive("epsilon", self.epsilon)
+        if not 0 < self.delta < 1:
+            raise _validate.fail("delta", f"must be in (0, 1), got {self.delta!r}")
+        if self.unlearn_steps is not None:
+            _validate.integer("unlearn_steps", self.unlearn_steps, minimum=1)
+        if self.unlearn_lr is not None:
+            _validate.positive("unlearn_lr", self.unlearn_lr)
+        _validate.integer("shards", self.shards, minimum=2)
+        if self.sequential:
+            _validate.choice("unlearning", self.unlearning, _unlearners.SEQUENTIAL_METHODS)
+            if self.deletions_per_request != 1:
+                raise _validate.fail("sequential", "deletes one record at a time (k = 1)")
         _validate.integer("seed", self.seed, minimum=0)
         return self
 

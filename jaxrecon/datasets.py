@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import glob
 import os
+import zipfile
+import zlib
 from typing import NamedTuple
 
 import jax
@@ -243,7 +245,8 @@ def _read_csv(path: str, where: str, **kwargs):
 
     try:
         return pd.read_csv(path, **kwargs)
-    except (OSError, ValueError, pd.errors.ParserError) as err:
+    # EOFError: a truncated .gz; zlib.error: a corrupt one.
+    except (OSError, ValueError, EOFError, zlib.error, pd.errors.ParserError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(f"{where}: cannot read {path}: {first}") from err
 
@@ -779,7 +782,9 @@ def _read_npz(path: str, where: str, required: tuple[str, ...]) -> dict[str, np.
             return {k: npz[k] for k in npz.files}
     except InputError:
         raise
-    except (OSError, ValueError, EOFError) as err:  # not an npz, truncated, or object arrays
+    # Not an npz, truncated (BadZipFile, EOFError), corrupt (BadZipFile: bad CRC, zlib.error), or
+    # object arrays (ValueError).
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(f"{where}: cannot read {path} as .npz: {first}") from err
 

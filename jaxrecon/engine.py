@@ -65,23 +65,35 @@ def run(
     with timer("train"):  # θ⁺ on all n training records
         fit = jax.block_until_ready(jax.jit(_scenario.fit)(sc))
     _check_trained(fit, config)
-    deleted = _scenario.draw_deletions(sc, config.deletions)
+    deleted = _scenario.draw_deletions(sc, config.deletions, config.deletions_per_request)
     unlearner, attack = _prepare(config, sc, fit.params, timer)
     store = None
     if checkpoint_dir is not None:
         store = ChunkStore.open(checkpoint_dir, config, overwrite=overwrite)
-    out, chunks = _run_chunks(config, mesh, unlearner, attack, deleted, store, timer, progress)
+    run_chunks = _run_sequence if config.sequential else _run_chunks
+    out, chunks = run_chunks(config, mesh, unlearner, attack, deleted, store, timer, progress)
     results = {
         name: AttackResult(out[f"x_{name}"], out[f"y_{name}"], out[f"score_{name}"])
         for name in config.attacks
     }
-    unlearned = UnlearnResult(out["theta_after"], out["grad_norm"], out["steps"])
-    outcome = Outcome(deleted, unlearned, results, _reconstruction.score(sc, results, deleted))
-    summary = _report.summary(config, sc, fit, unlearner.kernel, outcome, timer.totals(), chunks)
+    unlearned = UnlearnResult(
+        out["theta_after"],
+        out["grad_norm"],
+        out["steps"],
+        exact_distance=out["exact_distance"],
+        residual_bound=out.get("residual_bound"),
+    )
+    request = None
+    if deleted.ndim == 2:  # k records per request: match each reconstruction to its record
+        matched = _reconstruction.match_records(sc, results, deleted)
+        results, deleted, request = matched.results, matched.deleted, matched.request
+    scores = _reconstruction.score(sc, results, deleted)
+    outcome = Outcome(deleted, unlearned, results, scores, out.get("fisher_bound"), request)
+    summary = _report.summary(config, sc, fit, unlearner, outcome, timer.totals(), chunks)
     return RunResult(
         summary,
         _report.deletion_rows(sc, outcome),
-        _report.run_arrays(sc, fit.params, outcome),
+        _report.run_arrays(sc, unlearner.released, outcome),
         _report.grid(sc, outcome),
         sc.info.dataset.image_shape,
     )
@@ -115,6 +127,25 @@ def _prepare(config: RunConfig, sc, theta, timer):
     """The `Unlearner` and the `Attack` of the run, with what every deletion shares: each
     attack's own preparation (Updates-Leak's shadow models; timed as attack time and apart, as
     `<name>_shadow`), then the unlearning system and the attacker's Ĥ (timed as setup)."""
+    options = _unlearners.method_options(
+        config.unlearning,
+        records=config.deletions_per_request,
+        steps=config.unlearn_steps,
+        lr=config.unlearn_lr,
+        shards=config.shards,
+    )
+    with timer("setup"):
+        unlearner = _unlearners.make_unlearn(
+            sc,
+            theta,
+            config.unlearning,
+            defense=config.defense,
+            epsilon=config.epsilon,
+            delta=config.delta,
+            **options,
+        )
+        jax.block_until_ready(unlearner)
+    theta = unlearner.released  # what the attacker sees before the deletion
     states = {}
     for name in config.attacks:
         if _reconstruction.ATTACKS[name].prepare is not None:
@@ -122,9 +153,10 @@ def _prepare(config: RunConfig, sc, theta, timer):
                 state = _reconstruction.prepare_attack(sc, theta, name)
                 states[name] = jax.block_until_ready(state)
     with timer("setup"):
-        unlearner = _unlearners.make_unlearn(sc, theta, config.unlearning)
-        attack = _reconstruction.make_attack(sc, theta, config.attacks, states=states)
-        jax.block_until_ready((unlearner, attack))
+        attack = _reconstruction.make_attack(
+            sc, theta, config.attacks, states=states, records=config.deletions_per_request
+        )
+        jax.block_until_ready(attack)
     return unlearner, attack
 
 
@@ -132,33 +164,31 @@ def _run_chunks(config, mesh, unlearner, attack, deleted, store, timer, progress
     """Unlearns and attacks `deleted` chunk by chunk, each chunk sharded over `mesh`; returns the
     concatenated outputs and the chunk counts (size, computed, reused)."""
     unlearn_fn, attack_fn = _chunk_functions(mesh)
+    fisher = jax.jit(_unlearners.fisher_bounds) if _unlearners.fisher_applies(unlearner) else None
     replicated = NamedSharding(mesh, PartitionSpec())
     unlearner, attack = jax.device_put((unlearner, attack), replicated)
     by_deletion = NamedSharding(mesh, PartitionSpec("deletions"))
     # Every device gets the same share of each chunk: round the chunk up to a multiple.
     chunk = -(-min(config.chunk_size, config.deletions) // mesh.size) * mesh.size
     starts = range(0, config.deletions, chunk)
-    bar = starts
-    if progress:
-        from tqdm.auto import tqdm
-
-        desc = f"unlearn+attack ({config.deletions} deletions)"
-        bar = tqdm(starts, desc=desc, unit="chunk", leave=False)
     outputs: dict[str, list[np.ndarray]] = {}
     reused = 0
-    for number, start in enumerate(bar):
+    for number, start in enumerate(_progress(starts, config, progress)):
         idx = deleted[start : start + chunk]
         saved = None if store is None else store.load(number, idx)
         reused += saved is not None
         if saved is None:
-            padded = np.concatenate([idx, np.full(chunk - len(idx), idx[-1])])
+            padded = np.concatenate([idx, np.repeat(idx[-1:], chunk - len(idx), axis=0)])
             padded = jax.device_put(padded, by_deletion)
             with timer("unlearn"):
                 unlearned = jax.block_until_ready(unlearn_fn(unlearner, padded))
             _check_finite(unlearned, idx, unlearner.scenario.info.roles.train)
             with timer("attack"):
                 recon = jax.block_until_ready(attack_fn(attack, unlearned.params, padded))
-            saved = _chunk_arrays(idx, unlearned, recon)
+                bounds = (
+                    None if fisher is None else jax.block_until_ready(fisher(unlearner, padded))
+                )
+            saved = _chunk_arrays(idx, unlearned, recon, bounds)
             if store is not None:
                 store.save(number, saved)
         for k, v in saved.items():
@@ -167,14 +197,70 @@ def _run_chunks(config, mesh, unlearner, attack, deleted, store, timer, progress
     return {k: np.concatenate(v) for k, v in outputs.items()}, counts
 
 
-def _chunk_arrays(idx, unlearned: UnlearnResult, recon) -> dict[str, np.ndarray]:
+def _run_sequence(config, mesh, unlearner, attack, deleted, store, timer, progress):
+    """The sequential variant of `_run_chunks`: consecutive stretches of the sequence, each
+    continuing from the previous one's model and retained records (saved with the chunk, so a
+    resumed run continues exactly); each release attacked against the one before it. One
+    device (the sequence is inherently serial)."""
+    del mesh
+    sequence = jax.jit(_unlearners.unlearn_sequence)
+    pairs = jax.jit(lambda a, before, after, d, n: a.apply_pairs(before, after, d, n))
+    believed = int(attack.attacker.n_train)
+    carry = published = None
+    outputs: dict[str, list[np.ndarray]] = {}
+    reused = 0
+    starts = range(0, len(deleted), config.chunk_size)
+    for number, start in enumerate(_progress(starts, config, progress)):
+        idx = deleted[start : start + config.chunk_size]
+        saved = None if store is None else store.load(number, idx)
+        reused += saved is not None
+        if saved is None:
+            with timer("unlearn"):
+                seq = jax.block_until_ready(sequence(unlearner, idx, carry, published))
+            unlearned = UnlearnResult(
+                seq.after, seq.grad_norm, seq.steps, exact_distance=seq.exact_distance
+            )
+            _check_finite(unlearned, idx, unlearner.scenario.info.roles.train)
+            n_before = believed - np.arange(start, start + len(idx))
+            with timer("attack"):
+                recon = pairs(attack, seq.before, seq.after, idx, n_before)
+                recon = jax.block_until_ready(recon)
+            saved = _chunk_arrays(idx, unlearned, recon)
+            saved |= {"carry_theta": np.asarray(seq.carry[0]), "carry_weights": seq.carry[1]}
+            if store is not None:
+                store.save(number, saved)
+        saved = dict(saved)
+        carry = (saved.pop("carry_theta"), saved.pop("carry_weights"))
+        published = saved["theta_after"][-1]
+        for k, v in saved.items():
+            outputs.setdefault(k, []).append(v)
+    counts = {"size": config.chunk_size, "computed": len(starts) - reused, "reused": reused}
+    return {k: np.concatenate(v) for k, v in outputs.items()}, counts
+
+
+def _progress(starts, config: RunConfig, progress: bool):
+    """`starts`, behind a progress bar when asked."""
+    if not progress:
+        return starts
+    from tqdm.auto import tqdm
+
+    desc = f"unlearn+attack ({config.deletions} deletions)"
+    return tqdm(starts, desc=desc, unit="chunk", leave=False)
+
+
+def _chunk_arrays(idx, unlearned: UnlearnResult, recon, fisher=None) -> dict[str, np.ndarray]:
     """A chunk's outputs as host arrays, the padding dropped (the chunk file's contents)."""
     arrays = {
         "deleted": idx,
         "theta_after": unlearned.params,
         "grad_norm": unlearned.grad_norm,
         "steps": unlearned.steps,
+        "exact_distance": unlearned.exact_distance,
     }
+    if unlearned.residual_bound is not None:
+        arrays["residual_bound"] = unlearned.residual_bound
+    if fisher is not None:
+        arrays["fisher_bound"] = fisher
     for name, result in recon.items():
         arrays[f"x_{name}"] = result.x_hat
         arrays[f"y_{name}"] = result.y_hat
@@ -231,11 +317,11 @@ def _check_finite(unlearned, deleted: np.ndarray, train_index: np.ndarray) -> No
     bad = ~np.all(np.isfinite(params.reshape(len(deleted), -1)), axis=1)
     bad |= ~np.isfinite(np.asarray(unlearned.grad_norm)[: len(deleted)])
     if bad.any():
-        j = int(np.flatnonzero(bad)[0])
+        first = int(np.atleast_1d(deleted[int(np.flatnonzero(bad)[0])])[0])
         raise NumericalError(
-            f"unlearning deletion train_index {int(deleted[j])} (pool index "
-            f"{int(train_index[deleted[j]])}) returned non-finite parameters; {int(bad.sum())} "
-            "deletion(s) of this chunk affected (try a larger --l2 or --dtype float64)"
+            f"unlearning deletion train_index {first} (pool index {int(train_index[first])}) "
+            f"returned non-finite parameters; {int(bad.sum())} deletion(s) of this chunk "
+            "affected (try a larger --l2 or --dtype float64)"
         )
 
 

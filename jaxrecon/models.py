@@ -60,6 +60,14 @@ class Model(NamedTuple):
         whose curvature jumps at the margin.
       classify: z -> predicted class (binary 0/1 or class id) for classifiers; None for
         regression.
+      curvature_bound: β = sup_z ‖ℓ''(z, y)‖₂ (operator norm over outputs): the loss term of L
+        is β·λ_max(PᵀP)-smooth (ridge and one-hot ridge 1, logistic 1/4, softmax 1/2, squared
+        hinge 2).
+      slope_bound: sup_z ‖ℓ'(z, y)‖₂, so that ‖∇ℓ(θ; p, y)‖ <= slope_bound·‖p‖ for every θ
+        (Lipschitz losses: logistic 1, softmax √2); None when unbounded (squared losses).
+      curvature_lipschitz: γ with ‖ℓ''(z) − ℓ''(z')‖₂ <= γ‖z − z'‖₂ (logistic 1/(6√3),
+        softmax 3/2 (a bound, from dℓ'' = diag(ds) − ds sᵀ − s dsᵀ with ‖ds‖ <= ‖dz‖/2), quadratic
+        losses 0); None when ℓ'' jumps (squared hinge).
     """
 
     name: str
@@ -74,6 +82,9 @@ class Model(NamedTuple):
     target: Callable[[jax.Array, jnp.dtype], jax.Array] | None = None
     smooth: bool = True
     classify: Callable[[jax.Array], jax.Array] | None = None
+    curvature_bound: float = 1.0
+    slope_bound: float | None = None
+    curvature_lipschitz: float | None = 0.0
 
     def param_shape(self, dim: int) -> tuple[int, ...]:
         """Shape of θ for D = `dim` features: (D,) or (D, K)."""
@@ -122,6 +133,9 @@ def logistic_model() -> Model:
         link=jax.nn.sigmoid,
         label_from_gradient=_sign_label,
         classify=_positive,
+        curvature_bound=0.25,
+        slope_bound=1.0,
+        curvature_lipschitz=1 / (6 * 3**0.5),
     )
 
 
@@ -153,6 +167,9 @@ def softmax_model(num_classes: int) -> Model:
         link=jax.nn.softmax,
         label_from_gradient=lambda z_hat, q_hat: jnp.argmin(q_hat, axis=-1).astype(jnp.int32),
         classify=_argmax,
+        curvature_bound=0.5,
+        slope_bound=2**0.5,
+        curvature_lipschitz=1.5,
     )
 
 
@@ -208,6 +225,8 @@ def svm_model(num_classes: int | None = None) -> Model:
             ).astype(jnp.int32),
             smooth=False,
             classify=_positive,
+            curvature_bound=2.0,
+            curvature_lipschitz=None,
         )
     k = _num_classes(num_classes)
 
@@ -242,6 +261,8 @@ def svm_model(num_classes: int | None = None) -> Model:
         label_from_gradient=label_from_gradient,
         smooth=False,
         classify=_argmax,
+        curvature_bound=2.0,
+        curvature_lipschitz=None,
     )
 
 
@@ -348,12 +369,15 @@ def objective(
       params: θ [D] or [D, K].
       features: [n, D] with the bias coordinate last.
       labels: [n] targets or integer labels.
-      l2: the regulariser λ.
+      l2: the regulariser λ: a scalar, or an array shaped like θ for a per-coordinate
+        regulariser (½ Σ λ_c θ_c²; e.g. 0 on an unpenalised intercept row).
       weights: [n] sample weights (0/1 masks express deletions).
     """
     z = logits(params, features)
     per_example = jax.vmap(model.loss_z)(z, labels)
-    return jnp.sum(weights * per_example) + 0.5 * l2 * jnp.sum(params * params)
+    if jnp.ndim(l2) == 0:
+        return jnp.sum(weights * per_example) + 0.5 * l2 * jnp.sum(params * params)
+    return jnp.sum(weights * per_example) + 0.5 * jnp.sum(l2 * params * params)
 
 
 def gradient(
@@ -365,7 +389,9 @@ def gradient(
     l2: float | jax.Array,
     weights: jax.Array,
 ) -> jax.Array:
-    """∇L_w(θ) = Pᵀ (w ⊙ ℓ'(z, y)) + l2·θ, from the GLM structure (two products with P)."""
+    """∇L_w(θ) = Pᵀ (w ⊙ ℓ'(z, y)) + l2·θ, from the GLM structure (two products with P).
+
+    `l2` is a scalar or, per coordinate, an array shaped like θ (as for `objective`)."""
     z = logits(params, features)
     dz = jax.vmap(model.dloss_z)(z, labels)
     return _weighted_transpose(features, weights, dz) + l2 * params
@@ -417,15 +443,19 @@ def dense_hessian(
     one weighted Gram matrix Pᵀ diag(w ⊙ c) P (2nD² FLOPs) per block of C, the K(K+1)/2 blocks
     on and above the diagonal (C_i is symmetric), so n·D²·K(K+1) FLOPs in all, half of what P
     Hessian-vector products cost. Memory P². Only for moderate P = D·K (the pipeline's dense
-    limit). `labels` as for `hvp` (required by the SVM).
+    limit). `labels` as for `hvp` (required by the SVM). `l2` is a scalar (l2·I) or an array
+    shaped like θ (a per-coordinate regulariser: diag(vec(l2)), row-major like the parameters).
     """
     _check_labels(model, labels)
     size = params.size
     z = logits(params, features)
-    eye = jnp.eye(size, dtype=params.dtype)
+    if jnp.ndim(l2) == 0:
+        reg = l2 * jnp.eye(size, dtype=params.dtype)
+    else:
+        reg = jnp.diag(jnp.broadcast_to(l2, params.shape).reshape(-1).astype(params.dtype))
     if params.ndim == 1:
         curv = weights * model.curvature(z, jnp.ones_like(z), labels)
-        return _gram(features, curv) + l2 * eye
+        return _gram(features, curv) + reg
     k = params.shape[1]
     dim = features.shape[1]
     basis = jnp.eye(k, dtype=z.dtype)
@@ -443,7 +473,7 @@ def dense_hessian(
         for a in range(k)
     ]  # rows[a][x, y, b] = H[(x, a), (y, b)]
     hess = jnp.stack(rows, axis=1)  # [D, K, D, K]
-    return hess.reshape(dim * k, dim * k) + l2 * eye
+    return hess.reshape(dim * k, dim * k) + reg
 
 
 def _gram(features: jax.Array, weights: jax.Array) -> jax.Array:

@@ -61,13 +61,15 @@ class AttackSpec(NamedTuple):
     """One entry of `ATTACKS`.
 
     Attributes:
-      apply: (context, θ⁻ [B, ...], deleted [B]) -> `AttackResult` batched over B; jittable.
+      apply: (context, θ⁻ [B, ...], deleted [B] or [B, k]) -> `AttackResult` batched over B
+        (with a record axis [B, k, ...] when deleted is [B, k]); jittable.
       title: its name in figures.
       prepare: (scenario, attacker, θ⁺, key) -> state, run once before the deletions (shadow
         models, a decoder); None when there is nothing to prepare.
       uses_hessian: it reads `hessian_matvec` (the attacker then forms Ĥ once for small P).
       no_signal: score 0 means the deletion left no trace and the answer is the prior (counted
         as `no_signal` in summaries).
+      multi_record: it reconstructs the k records of a [B, k] deletion request.
     """
 
     apply: Callable[[AttackContext, jax.Array, jax.Array], AttackResult]
@@ -75,9 +77,23 @@ class AttackSpec(NamedTuple):
     prepare: Callable[..., Any] | None = None
     uses_hessian: bool = False
     no_signal: bool = False
+    multi_record: bool = False
 
 
 def _hrec(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
+    if deleted.ndim == 2:
+        return jax.vmap(
+            lambda t: _attacks.hrec_records(
+                ctx.scenario.model,
+                ctx.feature_map,
+                ctx.params,
+                t,
+                ctx.hessian_matvec,
+                deleted.shape[1],
+                invert=ctx.invert,
+                fallback=ctx.prior,
+            )
+        )(thetas_after)
     return jax.vmap(
         lambda t: _attacks.hrec(
             ctx.scenario.model,
@@ -92,12 +108,24 @@ def _hrec(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
 
 
 def _avg(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
-    count = thetas_after.shape[0]
-    return jax.tree.map(lambda a: jnp.broadcast_to(a, (count,) + a.shape), ctx.prior)
+    lanes = deleted.shape  # [B] or [B, k]: the same guess for every record
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, lanes + a.shape), ctx.prior)
 
 
 def _maxdiff(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
     public = ctx.attacker.public
+    if deleted.ndim == 2:
+        return jax.vmap(
+            lambda t: _attacks.maxdiff_records(
+                ctx.scenario.model,
+                ctx.params,
+                t,
+                public.features,
+                public.x,
+                public.labels,
+                deleted.shape[1],
+            )
+        )(thetas_after)
     return jax.vmap(
         lambda t: _attacks.maxdiff(
             ctx.scenario.model, ctx.params, t, public.features, public.x, public.labels
@@ -210,9 +238,9 @@ def _updates_leak(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
 
 
 ATTACKS: dict[str, AttackSpec] = {
-    "hrec": AttackSpec(_hrec, "HRec", uses_hessian=True, no_signal=True),
-    "avg": AttackSpec(_avg, "Avg"),
-    "maxdiff": AttackSpec(_maxdiff, "MaxDiff"),
+    "hrec": AttackSpec(_hrec, "HRec", uses_hessian=True, no_signal=True, multi_record=True),
+    "avg": AttackSpec(_avg, "Avg", multi_record=True),
+    "maxdiff": AttackSpec(_maxdiff, "MaxDiff", multi_record=True),
     "informed": AttackSpec(_informed, "Informed", no_signal=True),
     "gradmatch": AttackSpec(_gradmatch, "GradMatch", uses_hessian=True),
     "updates-leak": AttackSpec(_updates_leak, "Updates-Leak", prepare=_updates_leak_prepare),
@@ -268,12 +296,44 @@ class Attack:
         return AttackContext(sc, attacker, self.params, fmap, invert, prior, matvec)
 
     def apply(self, thetas_after: jax.Array, deleted: jax.Array) -> dict[str, AttackResult]:
-        """{name: AttackResult [B]} for θ⁻ [B, ...] of the deletions `deleted` [B]; unjitted."""
+        """{name: AttackResult [B]} for θ⁻ [B, ...] of the deletions `deleted` [B]; unjitted.
+
+        A sharded release (SISA: θ⁺ [S, ...], θ⁻ [B, S, ...]) is attacked shard-wise: for each
+        deletion the shard whose parameters changed, with the attacker's Ĥ of that shard."""
+        if _shards(self.scenario, self.params):
+            return jax.vmap(self._changed_shard)(thetas_after, deleted)
         ctx = self.context()
         return {
             name: ATTACKS[name].apply(ctx._replace(state=state), thetas_after, deleted)
             for name, state in zip(self.names, self.states, strict=True)
         }
+
+    def apply_pairs(
+        self, thetas_before: jax.Array, thetas_after: jax.Array, deleted: jax.Array, n_train
+    ) -> dict[str, AttackResult]:
+        """Attacks deletions that each have their own θ⁺ (a sequence of releases: the attacker
+        differences consecutive models) and the attacker's own n at that time ([B]); the Ĥ of
+        each is matrix-free at its θ⁺. Unjitted."""
+
+        def lane(before, after, position, n):
+            attacker = dataclasses.replace(self.attacker, n_train=n)
+            single = dataclasses.replace(self, params=before, hessian=None, attacker=attacker)
+            out = single.apply(after[None], position[None])
+            return jax.tree.map(lambda a: a[0], out)
+
+        return jax.vmap(lane)(thetas_before, thetas_after, deleted, jnp.asarray(n_train))
+
+    def _changed_shard(self, theta_after, deleted):
+        """The attacks on one deletion of a sharded release, on the shard that changed."""
+        change = jnp.sum((theta_after - self.params) ** 2, axis=tuple(range(1, theta_after.ndim)))
+        shard = jnp.argmax(change)
+        single = dataclasses.replace(
+            self,
+            params=self.params[shard],
+            hessian=None if self.hessian is None else self.hessian[shard],
+        )
+        out = single.apply(theta_after[shard][None], deleted[None])
+        return jax.tree.map(lambda a: a[0], out)
 
     def __call__(self, thetas_after, deleted) -> dict[str, AttackResult]:
         return _attack_batch(self, jnp.asarray(thetas_after), as_deletions(deleted))
@@ -287,6 +347,7 @@ def make_attack(
     *,
     hessian: str = "auto",
     states: Mapping[str, Any] | None = None,
+    records: int = 1,
 ) -> Attack:
     """The attacks `names` (keys of `ATTACKS`) on deletions from `scenario`'s model θ⁺.
 
@@ -301,23 +362,47 @@ def make_attack(
       attacker: the attacker's knowledge (default `scenario.attacker`, the truth).
       hessian: "auto", "dense" or "matrix-free".
       states: prepared states by attack name (`prepare_attack`), to reuse or time them apart.
+      records: k, records per deletion request (k > 1: only attacks with `multi_record`).
 
     Raises:
-      InputError: an unknown or repeated attack, or a bad `hessian`.
+      InputError: an unknown or repeated attack, a bad `hessian`, or an attack that reads one
+        record per deletion with records > 1.
     """
     names = check_attack_names(names)
+    _validate.integer("deletions_per_request", records, minimum=1)
+    if records > 1:
+        for name in names:
+            if not ATTACKS[name].multi_record:
+                raise _validate.fail(
+                    "attacks", f"{name} reconstructs one record per deletion request"
+                )
     _validate.choice("hessian", hessian, HESSIAN_MODES)
     attacker = scenario.attacker if attacker is None else attacker
+    shards = _shards(scenario, params)
+    if shards:
+        if "informed" in names:
+            raise _validate.fail("attacks", "the informed adversary of sharded (SISA) releases")
+        # The attacker knows the shard layout: each shard model saw about n/S records.
+        attacker = dataclasses.replace(attacker, n_train=attacker.n_train // shards)
     dense = hessian == "dense" or (hessian == "auto" and scenario.param_count <= DENSE_LIMIT)
     matrix = None
     if dense and any(ATTACKS[name].uses_hessian for name in names):
-        matrix = _attacker_hessian_jit(scenario, params, attacker)
+        form = _attacker_hessian_jit
+        if shards:
+            form = jax.jit(jax.vmap(attacker_hessian, in_axes=(None, 0, None)))
+        matrix = form(scenario, params, attacker)
     states = dict(states or {})
     prepared = tuple(
         states[name] if name in states else prepare_attack(scenario, params, name, attacker)
         for name in names
     )
     return Attack(scenario, attacker, params, matrix, prepared, names)
+
+
+def _shards(scenario: Scenario, params: jax.Array) -> int:
+    """S for a sharded release θ⁺ [S, ...] (one more axis than the model's), else 0."""
+    extra = params.ndim - len(scenario.model.param_shape(1))
+    return params.shape[0] if extra == 1 else 0
 
 
 def check_attack_names(names: Sequence[str]) -> tuple[str, ...]:
@@ -389,6 +474,49 @@ def attacker_hessian_extremes(
 
 # ---------------------------------------------------------------------------------------------
 # Scores.
+
+
+class Matched(NamedTuple):
+    """Per-record results of multi-record requests, matched to the deleted records.
+
+    Attributes:
+      results: {attack: AttackResult [B·k, ...]}, slot j of request b answering its j-th record.
+      deleted: [B·k] the records' training positions.
+      request: [B·k] each record's request.
+    """
+
+    results: dict[str, AttackResult]
+    deleted: np.ndarray
+    request: np.ndarray
+
+
+def match_records(scenario: Scenario, results: Mapping[str, AttackResult], deleted) -> Matched:
+    """Matches each request's k reconstructions to its k deleted records (the assignment that
+    maximises the total cosine similarity, `scipy.optimize.linear_sum_assignment`), one attack
+    at a time, and flattens requests to records. Host-side NumPy."""
+    from scipy.optimize import linear_sum_assignment
+
+    deleted = np.asarray(deleted)
+    count, k = deleted.shape
+    truth = np.asarray(scenario.train.x)[deleted]  # [B, k, d]
+    matched = {}
+    for name, result in results.items():
+        x_hat = np.asarray(result.x_hat)
+        cos = np.asarray(_metrics.cosine_similarity(x_hat[:, :, None, :], truth[:, None, :, :]))
+        order = np.empty((count, k), np.int64)  # record j of request b <- slot order[b, j]
+        for b in range(count):
+            slots, records = linear_sum_assignment(-cos[b])
+            order[b, records] = slots
+        matched[name] = AttackResult(*(_by_slot(a, order) for a in result))
+    return Matched(matched, deleted.reshape(-1), np.repeat(np.arange(count), k))
+
+
+def _by_slot(values, order: np.ndarray) -> np.ndarray:
+    """values [B, k, ...] reordered by `order` [B, k] along the slots, flattened to [B·k, ...]."""
+    values = np.asarray(values)
+    index = order.reshape(order.shape + (1,) * (values.ndim - 2))
+    picked = np.take_along_axis(values, index, axis=1)
+    return picked.reshape((-1,) + values.shape[2:])
 
 
 class Scores(NamedTuple):

@@ -23,6 +23,7 @@ import numpy as np
 from jaxrecon import data as _data
 from jaxrecon import reconstruction as _reconstruction
 from jaxrecon import scenario as _scenario
+from jaxrecon import unlearners as _unlearners
 from jaxrecon._version import __version__
 from jaxrecon.config import RunConfig
 from jaxrecon.models import REGRESSION
@@ -55,49 +56,81 @@ class Outcome(NamedTuple):
       unlearned: θ⁻ [B, ...], relative gradient norms [B] and steps [B] (`UnlearnResult`).
       results: {attack: AttackResult [B]}.
       scores: {attack: `reconstruction.Scores`}.
+      fisher: [B] the Fisher lower bound on an unbiased attacker's per-coordinate MSE, or None.
+      request: [B·k] each record's request when requests remove k > 1 records (then `deleted`,
+        `results` and `scores` are per record and `unlearned` per request), else None.
     """
 
     deleted: np.ndarray
     unlearned: Any
     results: dict[str, Any]
     scores: dict[str, _reconstruction.Scores]
+    fisher: np.ndarray | None = None
+    request: np.ndarray | None = None
 
 
 def summary(
     config: RunConfig,
     sc: _scenario.Scenario,
     fit: Any,
-    kernel: str,
+    unlearner: _unlearners.Unlearner,
     outcome: Outcome,
     timing: Mapping[str, float],
     chunks: Mapping[str, int],
 ) -> dict[str, Any]:
-    """The summary.json object (README "Output files")."""
-    info = sc.info
-    resolved = dataclasses.replace(config, n_public=len(info.roles.public))
-    grad_norms = np.asarray(outcome.unlearned.grad_norm)
-    utility = _scenario.utility(sc, fit.params)
-    lo, hi = _reconstruction.attacker_hessian_extremes(sc, fit.params)
-    return {
+    """The summary.json object (README "Output files"); `model` scores the published θ⁺."""
+    resolved = dataclasses.replace(config, n_public=len(sc.info.roles.public))
+    served = unlearner.served
+    utility = _scenario.utility(sc, served)
+    lo, hi = _reconstruction.attacker_hessian_extremes(sc, served)
+    out = {
         "config": dataclasses.asdict(resolved) | {"attacks": list(config.attacks)},
         "data": _data_summary(sc),
         "model": utility._asdict()
         | {"train_steps": int(fit.steps), "train_grad_norm": float(fit.grad_norm)},
-        "unlearning": {
-            "method": config.unlearning,
-            "kernel": kernel,
-            "max_grad_norm": float(np.max(grad_norms)),
-            "median_grad_norm": float(np.median(grad_norms)),
-            "max_newton_steps": int(np.max(np.asarray(outcome.unlearned.steps))),
-            "converged": int(np.sum(grad_norms <= _scenario.EXACT_TOL)),
-            "all_finite": bool(np.all(np.isfinite(np.asarray(outcome.unlearned.params)))),
-        },
+        "unlearning": _unlearning_summary(config, unlearner.kernel, outcome.unlearned),
         "attack_hessian": {"min_eigenvalue": lo, "max_eigenvalue": hi, "condition_number": hi / lo},
         "attacks": _reconstruction.summarize(outcome.scores),
         "timing_s": dict(timing),
         "chunks": dict(chunks),
         "versions": _versions(),
     }
+    if unlearner.privacy is not None:
+        out["privacy"] = unlearner.privacy._asdict() | _fisher_summary(outcome)
+    return out
+
+
+def _fisher_summary(outcome: Outcome) -> dict[str, Any]:
+    """The Fisher bound's median and each attack's median ratio of its MSE to the bound."""
+    if outcome.fisher is None:
+        return {}
+    bound = np.asarray(outcome.fisher)
+    if outcome.request is not None:
+        bound = bound[outcome.request]
+    ratios = {
+        f"{name}_mse_over_bound_median": float(np.median(np.asarray(s.mse) / bound))
+        for name, s in outcome.scores.items()
+    }
+    return {"fisher_mse_bound_median": float(np.median(bound))} | ratios
+
+
+def _unlearning_summary(config: RunConfig, kernel: str, unlearned: Any) -> dict[str, Any]:
+    grad_norms = np.asarray(unlearned.grad_norm)
+    distance = np.asarray(unlearned.exact_distance)
+    out = {
+        "method": config.unlearning,
+        "kernel": kernel,
+        "max_grad_norm": float(np.max(grad_norms)),
+        "median_grad_norm": float(np.median(grad_norms)),
+        "max_newton_steps": int(np.max(np.asarray(unlearned.steps))),
+        "converged": int(np.sum(grad_norms <= _scenario.EXACT_TOL)),
+        "all_finite": bool(np.all(np.isfinite(np.asarray(unlearned.params)))),
+        "median_exact_distance": float(np.median(distance)),
+        "max_exact_distance": float(np.max(distance)),
+    }
+    if unlearned.residual_bound is not None:
+        out["max_residual_bound"] = float(np.max(np.asarray(unlearned.residual_bound)))
+    return out
 
 
 def _data_summary(sc: _scenario.Scenario) -> dict[str, Any]:
@@ -124,32 +157,46 @@ def _data_summary(sc: _scenario.Scenario) -> dict[str, Any]:
 
 
 def deletion_rows(sc: _scenario.Scenario, outcome: Outcome) -> list[dict[str, Any]]:
-    """One deletions.csv row per deletion: positions, true label, unlearning gradient norm, and
-    each attack's cosine, MSE, label and label correctness (empty for regression)."""
+    """One deletions.csv row per deleted record: positions, true label, the unlearning's
+    gradient norm and distance to exact retraining (of its request), and each attack's cosine,
+    MSE, label and label correctness (empty for regression); with k > 1 records per request a
+    `request` column first."""
     task = sc.model.task
     deleted = outcome.deleted
     y_true = np.asarray(sc.train.labels)[deleted]
     pool = sc.info.roles.train[deleted]
-    norms = np.asarray(outcome.unlearned.grad_norm)
-    rows = [
-        {
-            "train_index": int(d),
-            "pool_index": int(p),
-            "true_label": _label_value(y, task),
-            "unlearn_grad_norm": float(g),
-        }
-        for d, p, y, g in zip(deleted, pool, y_true, norms, strict=True)
-    ]
+    request = np.arange(len(deleted)) if outcome.request is None else outcome.request
+    per_request = {
+        "unlearn_grad_norm": np.asarray(outcome.unlearned.grad_norm),
+        "unlearn_exact_distance": np.asarray(outcome.unlearned.exact_distance),
+    }
+    if outcome.unlearned.residual_bound is not None:
+        per_request["unlearn_residual_bound"] = np.asarray(outcome.unlearned.residual_bound)
+    if outcome.fisher is not None:
+        per_request["fisher_mse_bound"] = np.asarray(outcome.fisher)
+    rows = []
+    for d, p, y, r in zip(deleted, pool, y_true, request, strict=True):
+        row = {} if outcome.request is None else {"request": int(r)}
+        row |= {"train_index": int(d), "pool_index": int(p), "true_label": _label_value(y, task)}
+        row |= {column: float(values[r]) for column, values in per_request.items()}
+        rows.append(row)
     for name, s in outcome.scores.items():
-        cos, err = np.asarray(s.cosine), np.asarray(s.mse)
-        y_hat = np.asarray(outcome.results[name].y_hat)
-        correct = None if s.label_correct is None else np.asarray(s.label_correct)
-        for i, row in enumerate(rows):
-            row[f"{name}_cosine"] = float(cos[i])
-            row[f"{name}_mse"] = float(err[i])
-            row[f"{name}_label"] = _label_value(y_hat[i], task)
-            row[f"{name}_label_correct"] = None if correct is None else int(correct[i])
+        _attack_columns(rows, name, s, outcome, task, request)
     return rows
+
+
+def _attack_columns(rows, name, scores, outcome, task, request) -> None:
+    cos, err = np.asarray(scores.cosine), np.asarray(scores.mse)
+    y_hat = np.asarray(outcome.results[name].y_hat)
+    correct = None if scores.label_correct is None else np.asarray(scores.label_correct)
+    bound = None if outcome.fisher is None else np.asarray(outcome.fisher)[request]
+    for i, row in enumerate(rows):
+        row[f"{name}_cosine"] = float(cos[i])
+        row[f"{name}_mse"] = float(err[i])
+        row[f"{name}_label"] = _label_value(y_hat[i], task)
+        row[f"{name}_label_correct"] = None if correct is None else int(correct[i])
+        if bound is not None:
+            row[f"{name}_mse_over_bound"] = float(err[i] / bound[i])
 
 
 def run_arrays(sc: _scenario.Scenario, theta: Any, outcome: Outcome) -> dict[str, np.ndarray]:
@@ -166,6 +213,8 @@ def run_arrays(sc: _scenario.Scenario, theta: Any, outcome: Outcome) -> dict[str
         "theta_before": np.asarray(theta),
         "theta_after": np.asarray(outcome.unlearned.params),
     }
+    if outcome.request is not None:
+        arrays["request"] = outcome.request
     for name, result in outcome.results.items():
         arrays[f"recon_{name}"] = np.asarray(result.x_hat)
     return arrays

@@ -184,13 +184,16 @@ _KEY_PURPOSES = {
     "fit": ("fold", 2),
     "unlearn": ("fold", 3),
     "attack": ("fold", 4),
+    "release": ("fold", 5),
+    "shards": ("fold", 6),
 }
 
 
 def subkey(key: jax.Array, purpose: str) -> jax.Array:
     """The subkey of `key` for one purpose: "data" (generated data sets, the CIFAR-10 shuffle),
     "split", "deletions", "features" (the random Fourier draw), "fit" and "unlearn" (the
-    Nyström sketches of large models, which set only the speed) or "attack" (shadow models)."""
+    Nyström sketches of large models, which set only the speed), "attack" (shadow models),
+    "release" (noise on released models, objective perturbation) or "shards" (SISA)."""
     _validate.choice("purpose", purpose, _KEY_PURPOSES)
     kind, index = _KEY_PURPOSES[purpose]
     if kind == "split":
@@ -355,11 +358,20 @@ def label_rule(dataset: _data.Dataset, task: str) -> str:
     return f"multiclass: raw class id{what}"
 
 
-def draw_deletions(scenario: Scenario, count: int) -> np.ndarray:
-    """`count` distinct training positions drawn with the scenario's "deletions" key, sorted."""
-    _validate.integer("deletions", count, minimum=1, maximum=scenario.n_train)
+def draw_deletions(scenario: Scenario, count: int, per_request: int = 1) -> np.ndarray:
+    """`count` deletion requests of `per_request` distinct training records each, drawn with the
+    scenario's "deletions" key: [count] sorted positions (one record per request), or
+    [count, per_request] (every record in one request at most; rows sorted, requests in the
+    order drawn). The single-record draw is the first column's set of the same key's choice."""
+    _validate.integer("deletions_per_request", per_request, minimum=1)
+    _validate.integer("deletions", count * per_request, minimum=1, maximum=scenario.n_train)
     key = subkey(scenario.key, "deletions")
-    return np.sort(np.asarray(jax.random.choice(key, scenario.n_train, (count,), replace=False)))
+    chosen = np.asarray(
+        jax.random.choice(key, scenario.n_train, (count * per_request,), replace=False)
+    )
+    if per_request == 1:
+        return np.sort(chosen)
+    return np.sort(chosen.reshape(count, per_request), axis=1)
 
 
 def as_deletions(deleted) -> jax.Array:
@@ -432,28 +444,47 @@ def _draw_features(key, dataset, public, name, rff_dim, bandwidth, dtype):
 # Training and utility.
 
 
-def fit(scenario: Scenario) -> FitResult:
-    """θ⁺ on the full training set, the solver chosen by the model's properties.
+def fit(
+    scenario: Scenario,
+    *,
+    weights: jax.Array | None = None,
+    linear: jax.Array | None = None,
+    init: jax.Array | None = None,
+) -> FitResult:
+    """θ⁺ on the training set, the solver chosen by the model's properties.
 
     Quadratic losses (ridge, one-hot ridge): closed form. P <= DENSE_LIMIT: Newton with dense
     Cholesky solves. Larger: Newton-CG preconditioned by a Nyström sketch of the Hessian at the
     start (θ = 0); the sketch sets only the speed, the answer is exact to the reported gradient
     norm. Pure; jit it (`jax.jit(fit)(scenario)`).
+
+    Args:
+      scenario: the scenario.
+      weights: [n] 0/1 sample weights (default: every training record), e.g. a SISA shard.
+      linear: b, shaped like θ: minimise L(θ) + bᵀθ (objective perturbation; Newton only).
+      init: a warm start for Newton (default zeros).
     """
     model, train, l2 = scenario.model, scenario.train, scenario.l2
-    weights = jnp.ones(train.features.shape[0], train.features.dtype)
-    if model.target is not None:
+    if weights is None:
+        weights = jnp.ones(train.features.shape[0], train.features.dtype)
+    if model.target is not None and linear is None:
         targets = model.target(train.labels, train.features.dtype)
         return _solvers.fit_ridge(train.features, targets, l2=l2, weights=weights)
-    if scenario.param_count <= DENSE_LIMIT:
-        return _solvers.fit_newton(model, train.features, train.labels, l2=l2, weights=weights)
-    sketch = nystrom_sketch(scenario, model.init(train.features.shape[1], train.features.dtype))
-    return _solvers.fit_newton(
+    newton = functools.partial(
+        _solvers.fit_newton,
         model,
         train.features,
         train.labels,
         l2=l2,
         weights=weights,
+        init=init,
+        linear=linear,
+    )
+    if scenario.param_count <= DENSE_LIMIT:
+        return newton()
+    start = model.init(train.features.shape[1], train.features.dtype) if init is None else init
+    sketch = nystrom_sketch(scenario, start)
+    return newton(
         linear_solver="cg",
         cg_max_steps=500,
         precond=functools.partial(_solvers.apply_nystrom, sketch),
@@ -483,11 +514,14 @@ def utility(scenario: Scenario, params: jax.Array) -> Utility:
 
 
 def nystrom_sketch(
-    scenario: Scenario, params: jax.Array, purpose: str = "fit"
+    scenario: Scenario,
+    params: jax.Array,
+    purpose: str = "fit",
+    weights: jax.Array | None = None,
 ) -> _solvers.NystromPreconditioner:
-    """A rank-`NYSTROM_RANK` (at most P) Nyström preconditioner of the training Hessian at
-    `params`, sketched with the key of `purpose` ("fit" at θ = 0, "unlearn" at θ⁺); it sets only
-    the speed of Newton-CG, never the answer."""
+    """A rank-`NYSTROM_RANK` (at most P) Nyström preconditioner of the training Hessian (of L_w
+    with `weights`) at `params`, sketched with the key of `purpose` ("fit" at θ = 0, "unlearn"
+    at θ⁺); it sets only the speed of Newton-CG, never the answer."""
     train = scenario.train
     return _unlearning.hessian_nystrom(
         subkey(scenario.key, purpose),
@@ -497,4 +531,5 @@ def nystrom_sketch(
         l2=scenario.l2,
         rank=min(NYSTROM_RANK, scenario.param_count),
         labels=train.labels,
+        weights=weights,
     )

@@ -136,8 +136,9 @@ def fit_newton(
     precond: Callable[[jax.Array], jax.Array] | None = None,
     cg_max_steps: int = 100,
     cg_tol: float | None = None,
+    linear: jax.Array | None = None,
 ) -> FitResult:
-    """Newton's method with a backtracking (Armijo) line search on L_w.
+    """Newton's method with a backtracking (Armijo) line search on L_w (+ bᵀθ with `linear`).
 
     Converges quadratically near the optimum: warm-started at θ⁺ after one deletion, two or three
     steps reach round-off. Requires l2 > 0 (or a strictly convex data term).
@@ -159,6 +160,8 @@ def fit_newton(
       cg_max_steps: conjugate-gradient iterations at most per Newton step.
       cg_tol: relative residual at which CG stops in each Newton step (default
         min(1e-3, √tol): inexact Newton that keeps the outer convergence fast).
+      linear: b, shaped like θ: minimise L_w(θ) + bᵀθ instead (objective perturbation); the
+        Hessian is unchanged, the gradient gains b. None: no linear term.
 
     Returns:
       FitResult(params, steps, grad_norm, cg_steps).
@@ -177,10 +180,12 @@ def fit_newton(
     eps = jnp.finfo(dtype).eps
 
     def value(theta):
-        return _models.objective(model, theta, features, labels, l2=l2, weights=weights)
+        value = _models.objective(model, theta, features, labels, l2=l2, weights=weights)
+        return value if linear is None else value + jnp.sum(linear * theta)
 
     def grad(theta):
-        return _models.gradient(model, theta, features, labels, l2=l2, weights=weights)
+        g = _models.gradient(model, theta, features, labels, l2=l2, weights=weights)
+        return g if linear is None else g + linear
 
     grad0_norm = jnp.maximum(jnp.linalg.norm(grad(jnp.zeros_like(params0))), jnp.finfo(dtype).tiny)
 

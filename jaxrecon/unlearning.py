@@ -15,6 +15,9 @@ then serves every deleted index without recompiling.
   (which is also the exactness check). Lanes that converge leave the batch: every pass works on
   a dense block of unconverged deletions, so B deletions cost their mean pass count, not B times
   the slowest one's.
+- Approximate (`gradient_ascent`, `gradient_descent` for fine-tuning and descent-to-delete): a
+  fixed number of first-order steps from θ⁺; the composition layer adds one Newton step
+  (`unlearn_glm` with max_passes=1, or `unlearn_retrain` with max_steps=1) as influence removal.
 - Logistic / softmax / SVM / one-hot ridge: retraining to convergence on the weight mask,
   warm-started at θ⁺ (Newton; the Newton systems are solved by conjugate gradients preconditioned
   by something built once at θ⁺ and shared by every deletion). The result is exact to the
@@ -51,12 +54,17 @@ class UnlearnResult(NamedTuple):
       steps: Newton steps taken (0 for closed forms).
       cg_steps: conjugate-gradient iterations (= Hessian-vector products) over all Newton steps,
         for retraining; None for closed forms.
+      exact_distance: ‖θ⁻ − θ_exact‖ / ‖θ_exact‖ against exact retraining (approximate methods,
+        filled in by `unlearners.Unlearner`), or None.
+      residual_bound: certified removal's bound on ‖∇L₋(θ⁻)‖ (Guo et al. 2020), or None.
     """
 
     params: jax.Array
     grad_norm: jax.Array
     steps: jax.Array
     cg_steps: jax.Array | None = None
+    exact_distance: jax.Array | None = None
+    residual_bound: jax.Array | None = None
 
 
 def deletion_masks(deleted: jax.Array, num_train: int, dtype=jnp.float64) -> jax.Array:
@@ -163,15 +171,22 @@ def ridge_cholesky(features: jax.Array, *, l2) -> jax.Array:
 
 
 def hessian_cholesky(
-    model: Model, params: jax.Array, features: jax.Array, *, l2, labels: jax.Array | None = None
+    model: Model,
+    params: jax.Array,
+    features: jax.Array,
+    *,
+    l2,
+    labels: jax.Array | None = None,
+    weights: jax.Array | None = None,
 ) -> jax.Array:
     """Lower Cholesky factor of the dense Hessian ∇²L(θ) on the full training set, [P, P].
 
     Built once at θ⁺ and shared by every deletion's Newton solves as the CG preconditioner.
     Forms a [P, P] matrix: only for a small parameter count P = D·K. `labels` [n] are needed
-    when `model.hessian_uses_labels` (SVM).
+    when `model.hessian_uses_labels` (SVM). `weights` [n]: the Hessian of L_w (default: all n).
     """
-    weights = jnp.ones(features.shape[0], features.dtype)
+    if weights is None:
+        weights = jnp.ones(features.shape[0], features.dtype)
     return jnp.linalg.cholesky(
         _models.dense_hessian(model, params, features, l2=l2, weights=weights, labels=labels)
     )
@@ -186,6 +201,7 @@ def hessian_nystrom(
     l2,
     rank: int = 200,
     labels: jax.Array | None = None,
+    weights: jax.Array | None = None,
 ) -> _solvers.NystromPreconditioner:
     """Rank-r Nyström preconditioner of H⁺ = ∇²L(θ⁺) on the full training set (large P).
 
@@ -203,11 +219,13 @@ def hessian_nystrom(
       l2: regulariser λ (the shift μ).
       rank: r, 1 <= r <= D·K.
       labels: [n] training labels, needed when `model.hessian_uses_labels` (SVM).
+      weights: [n] sample weights of the objective (default: all ones).
 
     Returns:
       solvers.NystromPreconditioner (arrays only: pass it to jitted kernels as an argument).
     """
-    weights = jnp.ones(features.shape[0], features.dtype)
+    if weights is None:
+        weights = jnp.ones(features.shape[0], features.dtype)
 
     def matvec(v):
         return _models.hvp(model, params, features, weights, v, labels)
@@ -290,6 +308,85 @@ def unlearn_retrain(
     return UnlearnResult(fit.params, fit.grad_norm, fit.steps, fit.cg_steps)
 
 
+def gradient_ascent(
+    model: Model,
+    params: jax.Array,
+    features: jax.Array,
+    labels: jax.Array,
+    weights: jax.Array,
+    *,
+    l2,
+    steps: int,
+    lr,
+) -> UnlearnResult:
+    """Approximate unlearning by gradient ascent on the deleted records' loss.
+
+        θ_{t+1} = θ_t + lr·Σ_i (1 − w_i)·∇ℓ(θ_t; p_i, y_i),   θ_0 = θ⁺,
+
+    for `steps` steps (the deleted records are those with w_i = 0). Approximate: it moves away
+    from the deleted records, not to the retained optimum; the reported relative gradient norm
+    of the retained objective says how far it stays from it.
+
+    Args:
+      model, params, features, labels: the family, θ⁺, [n, D], [n].
+      weights: [n] 0/1 mask, 0 at the deleted records.
+      l2: λ (for the reported gradient norm only).
+      steps: T >= 1.
+      lr: step size (in parameter units per unit of gradient).
+
+    Returns:
+      UnlearnResult(θ_T, relative gradient norm of L_w at θ_T, T).
+    """
+    forget = 1 - weights
+
+    def step(theta, _):
+        grad = _models.gradient(model, theta, features, labels, l2=0.0, weights=forget)
+        return theta + lr * grad, None
+
+    theta, _ = jax.lax.scan(step, params, None, length=steps)
+    norm = _solvers.relative_grad_norm(model, theta, features, labels, l2=l2, weights=weights)
+    return UnlearnResult(theta, norm, jnp.asarray(steps, jnp.int32))
+
+
+def gradient_descent(
+    model: Model,
+    params: jax.Array,
+    features: jax.Array,
+    labels: jax.Array,
+    weights: jax.Array,
+    *,
+    l2,
+    steps: int,
+    lr,
+    radius=None,
+) -> UnlearnResult:
+    """Fine-tuning on the retained data: (projected) gradient descent on L_w from θ⁺.
+
+        θ_{t+1} = Π(θ_t − lr·∇L_w(θ_t)),   θ_0 = θ⁺,
+
+    Π the projection onto the ball ‖θ‖ <= `radius` (none when None). With lr = 2/(λ + M) on the
+    λ-strongly convex, M-smooth L_w each step contracts the distance to the retained optimum by
+    (M − λ)/(M + λ) (descent-to-delete, Neel et al. 2021, uses exactly this). Approximate.
+
+    Returns:
+      UnlearnResult(θ_T, relative gradient norm of L_w at θ_T, T).
+    """
+
+    def step(theta, _):
+        grad = _models.gradient(model, theta, features, labels, l2=l2, weights=weights)
+        theta = theta - lr * grad
+        if radius is not None:
+            norm = jnp.linalg.norm(theta)
+            theta = theta * jnp.minimum(
+                1.0, radius / jnp.maximum(norm, jnp.finfo(theta.dtype).tiny)
+            )
+        return theta, None
+
+    theta, _ = jax.lax.scan(step, params, None, length=steps)
+    norm = _solvers.relative_grad_norm(model, theta, features, labels, l2=l2, weights=weights)
+    return UnlearnResult(theta, norm, jnp.asarray(steps, jnp.int32))
+
+
 class GLMSystem(NamedTuple):
     """What every GLM deletion shares, computed once at θ⁺ (`glm_system`); arrays only.
 
@@ -300,6 +397,8 @@ class GLMSystem(NamedTuple):
       grad_zero: ∇L(0) on all n samples (the scale of the relative gradient norm).
       features_t: Pᵀ [D, n], a contiguous copy: Pᵀ R is then a plain matrix product (on CPU
         about 1.7x faster than contracting the long axis of P).
+      linear: b, shaped like θ, when the objective carries a linear term bᵀθ (objective
+        perturbation, Guo et al. 2020), else None; `grad` and `grad_zero` include it.
     """
 
     inverse: jax.Array
@@ -307,6 +406,7 @@ class GLMSystem(NamedTuple):
     grad: jax.Array
     grad_zero: jax.Array
     features_t: jax.Array
+    linear: jax.Array | None = None
 
 
 def glm_system(
@@ -317,8 +417,12 @@ def glm_system(
     *,
     l2,
     inverse_dtype=None,
+    linear: jax.Array | None = None,
 ) -> GLMSystem:
     """The shared quantities of `unlearn_glm` at θ⁺; O(n·D²·K² + P³) time, 2·P² + nD memory.
+
+    `linear` (b, shaped like θ) adds bᵀθ to the objective (objective perturbation): the Hessian
+    is unchanged, every gradient gains b.
 
     `inverse_dtype` (default: the features' dtype) stores H⁺⁻¹ in another precision: float32
     halves its memory and the cost of every solve on CPUs and accelerators. It only acts as the
@@ -329,14 +433,17 @@ def glm_system(
     weights = jnp.ones(features.shape[0], features.dtype)
     hessian = _models.dense_hessian(model, params, features, l2=l2, weights=weights, labels=labels)
     inverse = _spd_inverse(hessian)
+    shift = 0 if linear is None else linear
     return GLMSystem(
         inverse=inverse if inverse_dtype is None else inverse.astype(inverse_dtype),
         logits=_models.logits(params, features),
-        grad=_models.gradient(model, params, features, labels, l2=l2, weights=weights),
+        grad=_models.gradient(model, params, features, labels, l2=l2, weights=weights) + shift,
         grad_zero=_models.gradient(
             model, jnp.zeros_like(params), features, labels, l2=l2, weights=weights
-        ),
+        )
+        + shift,
         features_t=features.T,
+        linear=linear,
     )
 
 
@@ -463,6 +570,8 @@ def unlearn_glm(
         keep = (rows[:, None] != deleted[take][None, :]).astype(dtype)  # [n, b]
         r = loss_grad(z, labels[:, None]) * keep[:, :, None]  # labels broadcast over lanes
         g = jnp.einsum("dn,nbk->dbk", system.features_t, r).transpose(1, 0, 2) + l2 * th
+        if system.linear is not None:
+            g = g + system.linear.reshape(1, dim, k)
         norm = jnp.linalg.norm(g.reshape(block, -1), axis=1) / scale[take]
         count_b = passes[take] + 1
         step = (norm > tol) & (count_b < max_passes)

@@ -106,7 +106,7 @@ def test_same_seed_gives_byte_identical_deletions_csv(tmp_path):
     [
         (["--dataset", "imagenet"], "--dataset"),
         (["--model", "mlp"], "--model"),
-        (["--unlearning", "sisa"], "--unlearning"),
+        (["--unlearning", "magic"], "--unlearning"),
         (["--attacks", "hrec,magic"], "--attacks"),
         (["--deletions", "5000"], "--deletions"),
         (["--deletions", "0"], "--deletions"),

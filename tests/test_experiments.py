@@ -25,3 +25,28 @@ def test_digits_headline_smoke():
         attacks = r["attacks"]
         assert attacks["hrec"]["cosine_median"] > attacks["avg"]["cosine_median"] + 0.05
     assert results["softmax"]["attacks"]["hrec"]["label_accuracy"] >= 0.9
+
+
+def test_unlearning_methods_smoke():
+    exp = _load(ROOT / "experiments" / "unlearning_methods.py")
+    results = exp.run(exp.get_config(smoke=True))["digits"]
+    assert results["exact"]["distance_to_exact"] == 0 < results["newton"]["distance_to_exact"]
+    assert results["newton"]["hrec"] > results["newton"]["avg"]
+    assert exp.markdown_table({"digits": results}).count("|") > 20
+
+
+def test_privacy_curves_smoke(tmp_path):
+    exp = _load(ROOT / "experiments" / "privacy_curves.py")
+    results = exp.run(exp.get_config(smoke=True))
+    curves = results["digits/logistic"]["output-perturbation"]
+    assert curves["epsilon"] == [1.0, 1e12]
+    assert curves["hrec"][0] < curves["hrec"][1]  # strong noise hides the record, none does not
+    assert curves["fisher_bound"][0] > curves["fisher_bound"][1] > 0
+    exp.plot(results, str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_multi_record_smoke():
+    exp = _load(ROOT / "experiments" / "multi_record.py")
+    results = exp.run(exp.get_config(smoke=True))["records_per_request"]
+    assert set(results) == {1, 2} and results[2]["hrec"][0] > 0.8

@@ -41,3 +41,16 @@ def test_quickstart_runs_in_a_kernel_and_hrec_wins():
     )
     hrec, avg, pipeline_hrec = map(float, out.split())
     assert hrec > 0.95 and hrec > avg + 0.1 and pipeline_hrec > 0.95
+
+
+def test_audit_sklearn_runs_in_a_kernel_and_hrec_wins():
+    path = next(p for p in NOTEBOOKS if p.name == "audit_sklearn.ipynb")
+    out = _run(
+        path,
+        "t = summary['truth']\n"
+        "print(t['hrec']['cosine_median'], t['avg']['cosine_median'], t['hrec']['label_accuracy'],"
+        " result.beliefs.n_train)",
+    )
+    hrec, avg, labels, n_train = map(float, out.split())
+    assert hrec > 0.95 and hrec > avg + 0.1 and labels >= 0.8
+    assert 500 < n_train < 2000  # n = 1,000, estimated from the updates

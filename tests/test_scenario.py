@@ -190,12 +190,18 @@ def test_a_new_unlearning_method_and_attack_are_one_registry_entry_each(digits, 
         hess = models.dense_hessian(
             sc.model, theta, sc.train.features, l2=sc.l2, weights=jnp.ones(sc.n_train)
         )
-        return "newton-step", jnp.linalg.inv(hess)
+        inverse = jnp.linalg.inv(hess)
+        plan = unlearners.Plan("newton-step", reference_kernel="chord")
+        exact = unlearners.make_unlearn(sc, theta).prepared.state  # exact reference's system
+        prepared = unlearners.Prepared(theta, theta, inverse, exact, jnp.zeros(()), sc.key)
+        return plan, prepared
 
-    def unlearn(kernel, sc, theta, inverse, deleted):
+    def unlearn(plan, sc, prepared, deleted):
+        theta = prepared.params
+
         def one(j):
             g = models.per_example_grad(sc.model, theta, sc.train.features[j], sc.train.labels[j])
-            step = (inverse @ g.reshape(-1)).reshape(theta.shape)
+            step = (prepared.state @ g.reshape(-1)).reshape(theta.shape)
             return UnlearnResult(theta + step, jnp.zeros(()), jnp.ones((), jnp.int32))
 
         return jax.vmap(one)(deleted)
@@ -205,25 +211,31 @@ def test_a_new_unlearning_method_and_attack_are_one_registry_entry_each(digits, 
         return AttackResult(jnp.zeros(shape), jnp.zeros(shape[0], jnp.int32), jnp.zeros(shape[0]))
 
     monkeypatch.setitem(
-        unlearners.UNLEARNING, "newton", unlearners.UnlearningMethod(prepare, unlearn)
+        unlearners.UNLEARNING, "influence", unlearners.UnlearningMethod(prepare, unlearn)
     )
     monkeypatch.setitem(reconstruction.ATTACKS, "zero", reconstruction.AttackSpec(zero, "Zero"))
     sc = _scenario(digits, "logistic")
     theta = scenario.fit(sc).params
     deleted = np.array([4, 8])
-    approx = unlearners.make_unlearn(sc, theta, "newton")(deleted)
+    approx = unlearners.make_unlearn(sc, theta, "influence")(deleted)
     exact = unlearners.make_unlearn(sc, theta)(deleted)
     # A step with the full-data H⁺ misses the deleted record's own curvature (leverage ~ D/n):
-    # near exact retraining, not equal to it.
+    # near exact retraining, not equal to it; the Unlearner measures that distance itself.
     gap = np.linalg.norm(approx.params - exact.params) / np.linalg.norm(exact.params - theta[None])
     assert 0.01 < gap < 0.5
+    np.testing.assert_allclose(
+        approx.exact_distance,
+        np.linalg.norm((approx.params - exact.params).reshape(2, -1), axis=1)
+        / np.linalg.norm(exact.params.reshape(2, -1), axis=1),
+        rtol=1e-9,
+    )
     out = reconstruction.make_attack(sc, theta, ["hrec", "zero"])(approx.params, deleted)
     scores = reconstruction.score(sc, out, deleted)
     np.testing.assert_array_equal(scores["zero"].cosine, 0.0)
     assert float(jnp.min(scores["hrec"].cosine)) > 0.9
     # ... and both are options of the whole job, its summary and its table.
     config = pipeline.RunConfig(
-        model="logistic", n_train=100, deletions=2, unlearning="newton", attacks=("hrec", "zero")
+        model="logistic", n_train=100, deletions=2, unlearning="influence", attacks=("hrec", "zero")
     )
     summary = pipeline.run(config, progress=False).summary
     assert summary["unlearning"]["kernel"] == "newton-step"
@@ -267,7 +279,7 @@ def test_roles_are_disjoint_and_features_carry_the_bias(digits):
 @pytest.mark.parametrize(
     "call,needle",
     [
-        (lambda sc, t: unlearners.make_unlearn(sc, t, "sisa"), "method: unknown value 'sisa'"),
+        (lambda sc, t: unlearners.make_unlearn(sc, t, "magic"), "method: unknown value 'magic'"),
         (lambda sc, t: reconstruction.make_attack(sc, t, ["hrec", "magic"]), "attacks: unknown"),
         (lambda sc, t: reconstruction.make_attack(sc, t, ["hrec", "hrec"]), "attacks: duplicate"),
         (lambda sc, t: reconstruction.make_attack(sc, t, hessian="exact"), "hessian: unknown"),
