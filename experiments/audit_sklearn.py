@@ -24,7 +24,7 @@ import tempfile
 import jax
 import numpy as np
 
-from jaxrecon import audit, data, snapshots
+from jaxrecon import auditing, data, snapshots
 
 ESTIMATORS = ("ridge", "logistic", "softmax", "svm", "sgd")
 
@@ -115,8 +115,10 @@ def run(config: Config) -> dict[str, dict]:
             ]
             common = dict(truth_x=x[deleted], truth_y=y[deleted])
             pub_x, pub_y = ds.x[public], targets(name, ds.y[public])
-            given = audit.run_audit(before, afters, pub_x, pub_y, n_train=config.n_train, **common)
-            estimated = audit.run_audit(before, afters, pub_x, pub_y, **common)
+            given = auditing.run_audit(
+                before, afters, pub_x, pub_y, n_train=config.n_train, **common
+            )
+            estimated = auditing.run_audit(before, afters, pub_x, pub_y, **common)
             out[name] = {
                 "kind": before.kind,
                 "given": _row(given),
@@ -125,8 +127,8 @@ def run(config: Config) -> dict[str, dict]:
     return out
 
 
-def _row(result: audit.AuditResult) -> dict:
-    s = audit.summary(result)
+def _row(result: auditing.AuditResult) -> dict:
+    s = auditing.summary(result)
     b, e = result.beliefs, result.estimates
     sens = np.stack(list(result.sensitivity.values()))
     return {

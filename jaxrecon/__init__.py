@@ -22,8 +22,10 @@ from jaxrecon.attacks import invert_features as invert_features
 from jaxrecon.attacks import maxdiff as maxdiff
 from jaxrecon.attacks import public_hessian_matvec as public_hessian_matvec
 from jaxrecon.attacks import updates_leak_signature as updates_leak_signature
-from jaxrecon.audit import AuditResult as AuditResult
-from jaxrecon.audit import run_audit as run_audit
+from jaxrecon.auditing import AuditResult as AuditResult
+from jaxrecon.auditing import audit as audit
+from jaxrecon.auditing import run_audit as run_audit
+from jaxrecon.auditing import run_audit_sequence as run_audit_sequence
 from jaxrecon.data import Dataset as Dataset
 from jaxrecon.data import Split as Split
 from jaxrecon.data import dataset_status as dataset_status

@@ -228,31 +228,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+AUDIT_FILES = ("summary.json", "reconstructions.csv", "reconstructions.png", "reconstruction.npz")
+
+
 def _add_audit_parser(sub) -> None:
     audit = sub.add_parser(
         "audit",
         help="attack released models: reconstruct the record deleted between two snapshots",
         description="Read a model released before a deletion and one or more released after "
-        "(.skops scikit-learn, .npz, .safetensors or flax .msgpack), reconstruct each deleted "
-        "record with HRec from public data, and write audit.json and reconstruction.npz.",
+        "(.skops scikit-learn, .npz / .safetensors arrays w and b, flax .msgpack; pickle only "
+        "with --trust-pickle), reconstruct each deleted record with HRec from public data, and "
+        "write summary.json, reconstructions.csv, reconstructions.png (images) and "
+        "reconstruction.npz to --out.",
     )
     audit.add_argument("--before", required=True, help="the model before the deletion (θ⁺)")
     audit.add_argument(
         "--after",
         required=True,
         nargs="+",
-        help="the model after a deletion (θ⁻); several files = several single deletions",
+        help="the model after a deletion (θ⁻); several files = several single deletions from "
+        "--before (with --sequence: consecutive releases)",
     )
     audit.add_argument(
         "--public",
         required=True,
-        help="public records: .npz with x [m, d] (the model's inputs) and labels y [m]",
+        help="public records: .npz with x [m, d] (the model's inputs; raw inputs with "
+        "--features rff) and labels y [m]",
     )
     audit.add_argument(
-        "--model", default=None, help="model family, for files that do not record it"
+        "--model-family",
+        "--model",
+        dest="model_family",
+        default=None,
+        help="model family, for files that do not record it",
     )
     audit.add_argument(
-        "--n-train", type=int, default=None, help="training-set size n (default: estimated)"
+        "--n",
+        "--n-train",
+        dest="n",
+        type=int,
+        default=None,
+        help="training-set size n of --before (default: the snapshot's, else estimated)",
     )
     audit.add_argument(
         "--l2",
@@ -262,12 +278,34 @@ def _add_audit_parser(sub) -> None:
         "1/C, else estimated)",
     )
     audit.add_argument(
+        "--features",
+        default="identity",
+        help="identity|rff: θ over [x, 1], or over random Fourier features of x (default: "
+        "%(default)s)",
+    )
+    audit.add_argument(
+        "--rff-params",
+        default=None,
+        help="with --features rff: .npz with the RFF draw, weights [F, d] and phases [F]",
+    )
+    audit.add_argument(
+        "--truth",
         "--deleted",
         dest="truth",
-        metavar="DELETED",
         default=None,
-        help="the deleted records, .npz with x [B, d] (and y [B]), one per --after: score "
+        help="the deleted records, .npz with x [B, d] (and y [B]), one per deletion: score "
         "every attack against them",
+    )
+    audit.add_argument(
+        "--sequence",
+        action="store_true",
+        help="--before, --after A1 A2 ... are consecutive releases, one record fewer each: "
+        "attack each consecutive pair, n one smaller per step",
+    )
+    audit.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="also read .pkl/.pickle/.joblib snapshots (unpickling runs code from the file)",
     )
     audit.add_argument("--out", default=None, help="output folder (default: runs/audit-<time>)")
     audit.add_argument("--overwrite", action="store_true", help="replace an audit in --out")
@@ -395,47 +433,134 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    import warnings
+
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import numpy as np
-
-    from jaxrecon import audit, snapshots, store
+    from jaxrecon import auditing, snapshots, store
 
     out = args.out or os.path.join(
         "runs", "audit-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
     _check_writable(out)
-    written = [os.path.join(out, name) for name in ("audit.json", "reconstruction.npz")]
-    if not args.overwrite and any(os.path.exists(p) for p in written):
+    if not args.overwrite and any(os.path.exists(os.path.join(out, f)) for f in AUDIT_FILES):
         raise InputError(
             f"out: {out!r} already holds an audit; pass --overwrite or choose another --out",
             argument="out",
         )
-    before = snapshots.load_snapshot(args.before, argument="before", model=args.model)
-    afters = [snapshots.load_snapshot(p, argument="after", model=args.model) for p in args.after]
-    public_x, public_y = audit.load_records(args.public, "public")
-    truth_x = truth_y = None
-    if args.truth is not None:
-        truth_x, truth_y = audit.load_records(args.truth, "truth", labels_required=False)
-    result = audit.run_audit(
-        before,
-        afters,
-        public_x,
-        public_y,
-        n_train=args.n_train,
-        l2=args.l2,
-        truth_x=truth_x,
-        truth_y=truth_y,
-    )
-    report = audit.summary(result) | {"public": args.public}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", snapshots.UnsafeLoadWarning)
+        try:
+            result = auditing.audit(
+                args.before,
+                args.after,
+                args.public,
+                model_family=args.model_family,
+                n=args.n,
+                l2=args.l2,
+                features=args.features,
+                rff_params=args.rff_params,
+                truth=args.truth,
+                sequence=args.sequence,
+                trust_pickle=args.trust_pickle,
+            )
+        finally:
+            for w in caught:
+                if issubclass(w.category, snapshots.UnsafeLoadWarning):
+                    sys.stderr.write(f"jaxrecon: warning: {w.message}\n")
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    results = result if args.sequence else [result]
+    # Everything is computed before the folder is touched: bad input leaves nothing behind.
+    contents = _audit_files(auditing, results, args)
     os.makedirs(out, exist_ok=True)
-    store.atomic_write(written[0], store.text_writer(json.dumps(report, indent=2) + "\n"))
-    store.atomic_write(written[1], lambda tmp: np.savez(tmp, **audit.arrays(result)))
+    for name, data in contents.items():
+        store.atomic_write(os.path.join(out, name), _bytes_writer(data))
+    if args.overwrite and "reconstructions.png" not in contents:
+        stale = os.path.join(out, "reconstructions.png")
+        if os.path.exists(stale):
+            os.remove(stale)
     if not args.quiet:
-        print(audit.format_report(result))
-        print(f"wrote audit.json, reconstruction.npz to {out}")
+        for r in results:
+            print(auditing.format_report(r))
+        print(f"wrote {', '.join(contents)} to {out}")
     return 0
+
+
+def _audit_files(auditing, results, args) -> dict[str, bytes]:
+    """The audit's output files as bytes, by name (the png only for square images)."""
+    import io
+
+    import numpy as np
+
+    if args.sequence:
+        report = auditing.sequence_summary(results)
+    else:
+        report = auditing.summary(results[0])
+    report["public"] = args.public
+    if args.truth is not None:
+        report["truth_file"] = args.truth
+    if args.rff_params is not None:
+        report["rff_params"] = args.rff_params
+    contents = {
+        "summary.json": (json.dumps(report, indent=2) + "\n").encode(),
+        "reconstructions.csv": auditing.reconstructions_csv(results).encode(),
+    }
+    arrays = auditing.arrays(results)
+    figure = _audit_figure(auditing, arrays, args)
+    if figure is not None:
+        contents["reconstructions.png"] = figure
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    contents["reconstruction.npz"] = buffer.getvalue()
+    return contents
+
+
+def _audit_figure(auditing, arrays, args) -> bytes | None:
+    """reconstructions.png when the inputs look like square grey images (d = s², s >= 4): HRec's
+    reconstructions, above the deleted records when --truth is given; at most 20 deletions."""
+    import io
+    import math
+
+    import numpy as np
+
+    x_hat = arrays["hrec_x"][:20]
+    side = math.isqrt(x_hat.shape[1])
+    if side < 4 or side * side != x_hat.shape[1]:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {"HRec": x_hat}
+    if args.truth is not None:
+        truth = auditing.load_records(args.truth, "truth", labels_required=False)[0]
+        rows = {"deleted": truth[: len(x_hat)], "HRec": x_hat}
+    cols = len(x_hat)
+    fig, axes = plt.subplots(
+        len(rows), cols, figsize=(1.2 * cols + 0.6, 1.3 * len(rows)), squeeze=False
+    )
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.imshow(np.asarray(images[c]).reshape(side, side), cmap="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(label)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _bytes_writer(data: bytes):
+    def writer(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    return writer
 
 
 def _check_writable(path: str) -> None:

@@ -30,6 +30,7 @@ array and what to do; no reader downloads anything unless asked.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import zipfile
 import zlib
@@ -249,6 +250,25 @@ def _read_csv(path: str, where: str, **kwargs):
     except (OSError, ValueError, EOFError, zlib.error, pd.errors.ParserError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(f"{where}: cannot read {path}: {first}") from err
+
+
+def _check_last_row(path: str, where: str) -> None:
+    """A plain CSV cut short parses as a shorter table; its last row gives it away: it has
+    fewer fields than the header."""
+    try:
+        with open(path, "rb") as f:
+            header = f.readline()
+            f.seek(max(f.tell(), os.path.getsize(path) - 65536))
+            tail = f.read().rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+        fields, last = header.count(b","), tail.count(b",")
+    except OSError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"{where}: cannot read {path}: {first}") from err
+    if tail and last != fields:
+        raise InputError(
+            f"{where}: cannot read {path}: its last row has {last + 1} fields, the header "
+            f"{fields + 1} (a truncated file?)"
+        )
 
 
 def _numeric_columns(frame, names, where: str) -> dict[str, np.ndarray]:
@@ -540,6 +560,8 @@ def load_acs(data_dir: str | None, download: bool, params: AcsParams) -> Dataset
             "add --download (folktables fetches it from census.gov), or put the 1-Year PUMS "
             "person CSV there",
         )
+    if os.path.isfile(path):
+        _check_last_row(path, f"--dataset {name}")
     import folktables
 
     try:
@@ -770,8 +792,50 @@ def load_npz(path: str) -> Dataset:
     )
 
 
+# deflate expands at most ~1032:1; a member declaring more is lying about its size.
+_DEFLATE_RATIO = 1100
+
+
+def check_npy_members(path: str) -> None:
+    """Checks, before anything is loaded, that every `.npy` member of the zip file `path` (an
+    .npz, or a skops file) holds the bytes its header declares: numpy allocates the declared
+    shape before reading, so a forged header (shape [10**12]) would otherwise ask for terabytes.
+
+    Raises:
+      ValueError: a member whose declared array does not fit in it (naming the member, its
+        shape and sizes), an object array, or an unreadable header; and what `zipfile` raises
+        on a file that is not a zip (BadZipFile, OSError, EOFError).
+    """
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            ceiling = info.file_size
+            if info.compress_type == zipfile.ZIP_STORED:
+                ceiling = min(ceiling, info.compress_size)
+            elif info.compress_type == zipfile.ZIP_DEFLATED:
+                ceiling = min(ceiling, _DEFLATE_RATIO * info.compress_size + 1024)
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ValueError(f"member {info.filename}: unsupported .npy version {version}")
+            if dtype.hasobject:
+                raise ValueError(f"member {info.filename}: object arrays need pickle; refused")
+            declared = math.prod(shape) * dtype.itemsize
+            if declared > ceiling:
+                raise ValueError(
+                    f"member {info.filename} declares shape {list(shape)} {dtype} "
+                    f"({declared:,} bytes) but holds at most {ceiling:,} bytes"
+                )
+
+
 def _read_npz(path: str, where: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
     try:
+        check_npy_members(path)
         with np.load(path, allow_pickle=False) as npz:
             absent = [k for k in required if k not in npz.files]
             if absent:

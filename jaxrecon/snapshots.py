@@ -6,7 +6,7 @@ a deletion. This module reads each one into a `Snapshot`: θ as [D] (scalar-outp
 about the objective it minimises, converted to jaxrecon's
 L(θ) = Σ_i ℓ(θ; p_i, y_i) + ½ Σ_c λ_c θ_c² (DESIGN §3).
 
-Formats, chosen by the file extension; none of them runs code from the file:
+Formats, chosen by the file extension; none of them runs code from the file unless asked:
 
 - `.skops`: a scikit-learn estimator saved with `skops.io.dump`. Loaded only when skops trusts
   every type in the file by default (no pickle; anything else is refused and named). Converted:
@@ -25,14 +25,25 @@ Formats, chosen by the file extension; none of them runs code from the file:
   LinearSVC do not record n. Refused: no intercept (HRec fixes the scale and sign of the
   record with the bias coordinate), L1 or elastic-net penalties, class weights, multi-target
   Ridge, one-vs-rest or Crammer-Singer multiclass logistic models, other estimators.
-- `.npz` (read with allow_pickle=False): `theta` [D] or [D, K] (bias row last) and optionally
-  0-d `model`, `l2`, `n_train`, `bias_penalty` and 1-D `classes`.
-- `.safetensors`: a tensor `theta` as above, or `weight` [K, d] and `bias` [K] (a PyTorch
-  `nn.Linear`: θ = [weightᵀ; bias], K = 1 gives [D]); the same optional fields as string
-  metadata (`classes` comma-separated).
+- `.npz` (read with allow_pickle=False) and `.safetensors`, plain arrays from any framework (a
+  PyTorch or JAX user exports two tensors): `w` [d] or [d, K] and `b` (a scalar or [K]), θ =
+  [w; b] with the bias row last; or `theta` [D] or [D, K] directly; or (a PyTorch `nn.Linear`)
+  `weight` [K, d] and `bias` [K], θ = [weightᵀ; bias]. K = 1 gives [D]. A `w` without `b` is
+  refused: HRec reads the record's scale and sign off the bias coordinate. Optional fields: in
+  an .npz, 0-d arrays `model`, `l2`, `n_train`, `bias_penalty` and a 1-D `classes`; in a
+  .safetensors file the same as string metadata (`classes` comma-separated). Without
+  `bias_penalty` the bias is penalised like the weights (jaxrecon's own convention), so θ from
+  `jaxrecon run` or `scenario.fit` needs only `w` and `b`.
 - `.msgpack`: flax serialization (`flax.serialization.msgpack_serialize`) of a tree with
   `theta`, or with exactly one dense layer's `kernel` [d, K] and `bias` [K] (e.g.
   `{"params": {"Dense_0": ...}}`); the optional fields under a top-level `"jaxrecon"` dict.
+- `.pkl`, `.pickle`, `.joblib`: only with `trust_pickle=True` (`--trust-pickle`), which warns:
+  unpickling runs code from the file. A fitted scikit-learn estimator (converted as above) or a
+  dict of arrays (read like an .npz). Refused otherwise, whatever the file holds.
+
+Sizes are checked before anything is allocated: every `.npy` member of an .npz or skops file
+must hold the bytes its header declares, and a safetensors header's shapes must match its data
+offsets and the file's size, so a forged header declaring shape [10**12] is one error line.
 
 `bias_penalty` is the bias coordinate's λ over the weights' (0 = unpenalised intercept; None =
 not stated, which the audit reads as jaxrecon's own convention, 1). A truncated or corrupt file,
@@ -42,8 +53,11 @@ and what is wrong.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import pickle
+import warnings
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -51,7 +65,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxrecon import _validate
+from jaxrecon import _validate, datasets
 from jaxrecon import models as _models
 from jaxrecon.errors import InputError
 
@@ -61,10 +75,22 @@ FORMATS = {
     ".safetensors": "safetensors",
     ".msgpack": "flax msgpack",
 }
+# Read only with trust_pickle: unpickling runs code from the file.
+PICKLE_FORMATS = (".pkl", ".pickle", ".joblib")
+# safetensors' own limit on the JSON header.
+_SAFETENSORS_HEADER_LIMIT = 100_000_000
+_SAFETENSORS_ITEMSIZE = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
 # Families whose θ is [D] (one output); the others are [D, K].
 _SCALAR = ("ridge", "logistic")
 _MULTI = ("softmax", "ridge-onehot")
 _FIELDS = ("model", "l2", "n_train", "bias_penalty", "classes")
+
+
+class UnsafeLoadWarning(UserWarning):
+    """A snapshot was unpickled (`trust_pickle`): loading it ran code from the file."""
 
 
 class Snapshot(NamedTuple):
@@ -102,13 +128,22 @@ class Snapshot(NamedTuple):
         return None if self.model == "ridge" else 2
 
 
-def load_snapshot(path: str, *, argument: str = "snapshot", model: str | None = None) -> Snapshot:
+def load_snapshot(
+    path: str,
+    *,
+    argument: str = "snapshot",
+    model: str | None = None,
+    trust_pickle: bool = False,
+) -> Snapshot:
     """Reads a released model from `path` (format by extension, see the module docstring).
 
     Args:
-      path: a `.skops`, `.npz`, `.safetensors` or `.msgpack` file.
+      path: a `.skops`, `.npz`, `.safetensors` or `.msgpack` file (or, with `trust_pickle`, a
+        `.pkl`, `.pickle` or `.joblib` file).
       argument: the argument name errors are reported under (the CLI maps it to its flag).
       model: the family, for files that do not record it (must agree with one that does).
+      trust_pickle: read pickle / joblib files (an `UnsafeLoadWarning` says that this runs
+        code from the file); without it they are refused.
 
     Returns:
       A `Snapshot`.
@@ -121,11 +156,19 @@ def load_snapshot(path: str, *, argument: str = "snapshot", model: str | None = 
         raise _validate.fail(argument, f"need a file path, got {path!r}")
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
-    if ext not in FORMATS:
+    if ext in PICKLE_FORMATS and not trust_pickle:
+        raise _validate.fail(
+            argument,
+            f"{path}: refused: unpickling runs code from the file; pass --trust-pickle "
+            "(trust_pickle=True) only for files you made, or export a safe format (.skops, "
+            ".npz, .safetensors)",
+        )
+    if ext not in FORMATS and ext not in PICKLE_FORMATS:
         raise _validate.fail(
             argument,
             f"{path}: unknown snapshot format {ext or '(no extension)'!r}; use "
-            + ", ".join(f"{e} ({what})" for e, what in FORMATS.items()),
+            + ", ".join(f"{e} ({what})" for e, what in FORMATS.items())
+            + " (pickle and joblib only with --trust-pickle)",
         )
     if not os.path.isfile(path):
         raise _validate.fail(argument, f"{path}: file not found")
@@ -135,7 +178,40 @@ def load_snapshot(path: str, *, argument: str = "snapshot", model: str | None = 
         ".safetensors": _read_safetensors,
         ".msgpack": _read_msgpack,
     }
-    snap = readers[ext](path, argument)
+    snap = readers.get(ext, _read_pickle)(path, argument)
+    return with_model(snap, model)
+
+
+def as_snapshot(
+    obj: Any,
+    *,
+    argument: str = "snapshot",
+    model: str | None = None,
+    trust_pickle: bool = False,
+) -> Snapshot:
+    """A `Snapshot` from what a caller holds: a file path (`load_snapshot`), a `Snapshot`, a
+    fitted scikit-learn estimator (`from_estimator`), or θ itself as an array ([D] or [D, K],
+    bias row last, jaxrecon's conventions: the bias penalised like the weights).
+
+    Raises:
+      InputError: naming `argument`, as the reader it dispatches to.
+    """
+    if isinstance(obj, str | os.PathLike):
+        return load_snapshot(obj, argument=argument, model=model, trust_pickle=trust_pickle)
+    if isinstance(obj, Snapshot):
+        snap = obj
+    elif (type(obj).__module__ or "").startswith("sklearn."):
+        snap = from_estimator(obj, argument=argument, source=f"{argument} ({type(obj).__name__})")
+    else:
+        try:
+            theta = np.asarray(obj)
+        except (TypeError, ValueError):
+            theta = np.asarray(None)
+        if theta.dtype.kind == "O":
+            raise _validate.fail(
+                argument, f"need a file, estimator or array, got {type(obj).__name__}"
+            )
+        snap = _build(theta, {}, f"{argument} array", "array", argument)
     return with_model(snap, model)
 
 
@@ -346,6 +422,7 @@ def _read_skops(path: str, argument: str) -> Snapshot:
     import skops.io as sio
 
     try:
+        datasets.check_npy_members(path)
         untrusted = sio.get_untrusted_types(file=path)
         if untrusted:
             raise _validate.fail(
@@ -361,36 +438,58 @@ def _read_skops(path: str, argument: str) -> Snapshot:
     return from_estimator(estimator, argument=argument, source=path)
 
 
+def _read_pickle(path: str, argument: str) -> Snapshot:
+    """A pickle or joblib file (trusted by the caller): an estimator or a dict of arrays."""
+    warnings.warn(f"unpickling {path} runs code from it", UnsafeLoadWarning, stacklevel=3)
+    try:
+        if path.lower().endswith(".joblib"):
+            import joblib
+
+            obj = joblib.load(path)
+        else:
+            with open(path, "rb") as f:
+                obj = pickle.load(f)
+    except Exception as err:  # unpickling raises anything the file's code raises
+        raise _unreadable(argument, path, "pickle", err) from err
+    if isinstance(obj, Mapping):
+        arrays = {str(k): np.asarray(v) for k, v in obj.items()}
+        meta = {k: arrays[k] for k in _FIELDS if k in arrays}
+        theta = _theta_from_arrays(arrays, path, argument)
+        return _build(theta, meta, path, "pickle (dict of arrays)", argument)
+    return from_estimator(obj, argument=argument, source=path)
+
+
 def read_npz(path: str, argument: str) -> dict[str, np.ndarray]:
-    """Every array of an .npz file (allow_pickle=False).
+    """Every array of an .npz file (allow_pickle=False), sizes checked before loading
+    (`datasets.check_npy_members`).
 
     Raises:
-      InputError: a missing, truncated or corrupt file, or object arrays (naming `argument`).
+      InputError: a missing, truncated or corrupt file, object arrays, or a member whose header
+        declares more than it holds (naming `argument` and the file).
     """
     if not os.path.isfile(path):
         raise _validate.fail(argument, f"{path}: file not found")
     try:
+        datasets.check_npy_members(path)
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
-    # Truncated or corrupt (BadZipFile, EOFError, zlib.error), or object arrays (ValueError).
+    # Truncated or corrupt (BadZipFile, EOFError, zlib.error), object arrays or forged sizes
+    # (ValueError).
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise _unreadable(argument, path, ".npz", err) from err
 
 
 def _read_npz(path: str, argument: str) -> Snapshot:
     arrays = read_npz(path, argument)
-    if "theta" not in arrays:
-        raise _validate.fail(
-            argument, f"{path}: no array 'theta' (has {', '.join(arrays) or 'none'})"
-        )
     meta = {k: arrays[k] for k in _FIELDS if k in arrays}
-    return _build(arrays["theta"], meta, path, "npz", argument)
+    return _build(_theta_from_arrays(arrays, path, argument), meta, path, "npz", argument)
 
 
 def _read_safetensors(path: str, argument: str) -> Snapshot:
     from safetensors import SafetensorError, safe_open
 
     try:
+        _check_safetensors_header(path)
         with safe_open(path, framework="np") as f:
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -399,7 +498,43 @@ def _read_safetensors(path: str, argument: str) -> Snapshot:
     if "classes" in meta:
         meta["classes"] = np.asarray(meta["classes"].split(","))
     meta = {k: meta[k] for k in _FIELDS if k in meta}
-    return _build(_theta_or_linear(tensors, path, argument), meta, path, "safetensors", argument)
+    theta = _theta_from_arrays(tensors, path, argument)
+    return _build(theta, meta, path, "safetensors", argument)
+
+
+def _check_safetensors_header(path: str) -> None:
+    """The header's tensors must fit the file: 8 bytes of header length N, N bytes of JSON, then
+    the data, each tensor's `data_offsets` spanning exactly prod(shape)·itemsize bytes inside it.
+
+    Raises:
+      ValueError: what does not fit (before any tensor is read).
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{size} bytes: too short for a safetensors header")
+        length = int.from_bytes(head, "little")
+        if length > min(size - 8, _SAFETENSORS_HEADER_LIMIT):
+            raise ValueError(f"header declares {length:,} bytes, the file has {size:,}")
+        header = json.loads(f.read(length))
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    data = size - 8 - length
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            shape, (begin, end) = [int(n) for n in info["shape"]], info["data_offsets"]
+            itemsize = _SAFETENSORS_ITEMSIZE[info["dtype"]]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"tensor {name!r}: malformed entry {info!r}") from None
+        declared = math.prod(shape) * itemsize
+        if min(shape, default=0) < 0 or declared != end - begin or not 0 <= begin <= end <= data:
+            raise ValueError(
+                f"tensor {name!r} declares shape {shape} {info['dtype']} ({declared:,} bytes) "
+                f"at bytes {begin}..{end}, but the file holds {data:,} bytes of data"
+            )
 
 
 def _read_msgpack(path: str, argument: str) -> Snapshot:
@@ -442,15 +577,27 @@ def _dense_layers(tree):
             yield from _dense_layers(value)
 
 
-def _theta_or_linear(tensors, path, argument) -> np.ndarray:
-    if "theta" in tensors:
-        return tensors["theta"]
-    if "weight" in tensors and "bias" in tensors:
-        return _stack_linear(tensors["weight"], tensors["bias"], "weight", path, argument, True)
+def _theta_from_arrays(arrays: Mapping[str, Any], path: str, argument: str) -> np.ndarray:
+    """θ from `theta`, from `w` and `b`, or from `weight` and `bias` (module docstring)."""
+    if "theta" in arrays:
+        return arrays["theta"]
+    if "w" in arrays:
+        if "b" not in arrays:
+            raise _validate.fail(
+                argument,
+                f"{path}: has 'w' but no bias 'b': HRec needs the bias (it reads the record's "
+                "scale and sign off the bias coordinate); export the intercept as 'b'",
+            )
+        w, b = np.asarray(arrays["w"]), np.asarray(arrays["b"])
+        if w.ndim == 1 and b.size == 1:
+            w, b = w[:, None], b.reshape(1)
+        return _stack_linear(w, b, "w", path, argument, transpose=False)
+    if "weight" in arrays and "bias" in arrays:
+        return _stack_linear(arrays["weight"], arrays["bias"], "weight", path, argument, True)
     raise _validate.fail(
         argument,
-        f"{path}: need a tensor 'theta', or 'weight' and 'bias' (has "
-        f"{', '.join(tensors) or 'none'})",
+        f"{path}: need arrays 'w' and 'b', 'theta', or 'weight' and 'bias' (has "
+        f"{', '.join(arrays) or 'none'})",
     )
 
 

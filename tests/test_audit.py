@@ -1,4 +1,4 @@
-"""Audits of released models (`jaxrecon.audit`, `jaxrecon audit`).
+"""Audits of released models (`jaxrecon.audit`, `jaxrecon.auditing`, `jaxrecon audit`).
 
 Mathematical facts: with the retained data's Hessian (public data = the retained records) and a
 Newton-step θ⁻, HRec through the audit recovers the deleted record and its label to round-off,
@@ -7,13 +7,18 @@ exactly; HRec depends on (n, λ) only through λ/(n−1); SGD's shrinking λ is 
 The per-coordinate regulariser the conversions need is checked against NumPy.
 """
 
+import contextlib
+import csv
 import importlib.util
+import io
 import json
 import pathlib
+import pickle
 import re
 import subprocess
 import sys
 import warnings
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +27,9 @@ import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
+import jaxrecon as jr
 import reference as ref
-from jaxrecon import attacks, audit, data, models, snapshots, solvers
+from jaxrecon import attacks, auditing, cli, data, models, snapshots, solvers
 from jaxrecon.errors import InputError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -154,7 +160,7 @@ def test_audit_is_exact_with_the_true_hessian(tmp_path, digits, name, bias_penal
     np.savez(tmp_path / "after.npz", theta=after_theta)
     after = snapshots.load_snapshot(str(tmp_path / "after.npz"))
     keep = np.arange(len(p)) != j
-    result = audit.run_audit(
+    result = auditing.run_audit(
         before,
         [after],
         x[keep],
@@ -177,8 +183,10 @@ def test_audit_is_exact_with_the_true_hessian(tmp_path, digits, name, bias_penal
 def test_stationarity_estimate_is_exact_on_the_training_set(digits, name):
     model, x, labels, p, rows, theta = _problem(digits, name, bias_penalty=0.0)
     pattern = jnp.asarray(rows / 2.0)
-    atk = audit.make_audit_attacker(jnp.asarray(x), jnp.asarray(labels), n_train=2, l2=0.0)
-    rho, residual = audit.stationarity_l2_per_sample(model, jnp.asarray(theta), atk.public, pattern)
+    atk = auditing.make_audit_attacker(jnp.asarray(x), jnp.asarray(labels), n_train=2, l2=0.0)
+    rho, residual = auditing.stationarity_l2_per_sample(
+        model, jnp.asarray(theta), atk.public, pattern
+    )
     assert float(rho) == pytest.approx(2.0 / len(p), rel=1e-8)
     assert float(residual) < 1e-6
 
@@ -190,8 +198,8 @@ def test_hrec_depends_on_n_and_l2_only_through_their_ratio(digits, name):
     public = (jnp.asarray(x[100:]), jnp.asarray(labels[100:]))
 
     def recon(n, lam):
-        atk = audit.make_audit_attacker(*public, n_train=n, l2=jnp.asarray(rows) * lam)
-        return audit.hrec_batch(model, jnp.asarray(theta), jnp.asarray(afters), atk).x_hat
+        atk = auditing.make_audit_attacker(*public, n_train=n, l2=jnp.asarray(rows) * lam)
+        return auditing.hrec_batch(model, jnp.asarray(theta), jnp.asarray(afters), atk).x_hat
 
     nominal = recon(200, 1.0)
     np.testing.assert_allclose(recon(2 * 199 + 1, 2.0), nominal, rtol=1e-10, atol=1e-12)
@@ -210,13 +218,13 @@ def test_sgd_shrinking_l2_is_corrected_exactly(digits):
         theta, "logistic", l2_per_sample=alpha, bias_penalty=0.0, n_train=len(p), kind="sgd"
     )
     keep = np.arange(len(p)) != j
-    result = audit.run_audit(sgd, [sgd._replace(params=after_theta)], x[keep], labels[keep])
+    result = auditing.run_audit(sgd, [sgd._replace(params=after_theta)], x[keep], labels[keep])
     np.testing.assert_allclose(result.hrec.x_hat[0], x[j], atol=1e-8)
     assert result.beliefs.l2 == pytest.approx(len(p) * alpha)
     assert result.beliefs.l2_after == pytest.approx((len(p) - 1) * alpha)
     # Read as a fixed λ = n·α (no shift), the same pair is not exact.
     fixed = sgd._replace(l2=len(p) * alpha, l2_per_sample=None)
-    wrong = audit.run_audit(fixed, [fixed._replace(params=after_theta)], x[keep], labels[keep])
+    wrong = auditing.run_audit(fixed, [fixed._replace(params=after_theta)], x[keep], labels[keep])
     assert float(np.max(np.abs(wrong.hrec.x_hat[0] - x[j]))) > 1e-3
 
 
@@ -249,6 +257,7 @@ def test_readme_audit_snippet_runs():
     exec(compile(snippet, "README.md (Auditing released models)", "exec"), namespace)
     result = namespace["result"]
     assert float(result.truth["hrec"]["cosine"][0]) > 0.95
+    assert bool(result.truth["hrec"]["label_correct"][0])
     assert min(float(v[0]) for v in result.sensitivity.values()) > 0.95
 
 
@@ -271,8 +280,12 @@ def released(tmp_path_factory):
         return LogisticRegression(C=1.0, tol=1e-10, max_iter=5000).fit(x[rows], y[rows])
 
     train = np.arange(200)
-    sio.dump(fit(train), folder / "before.skops")
-    sio.dump(fit(np.delete(train, 6)), folder / "after.skops")
+    before, after = fit(train), fit(np.delete(train, 6))
+    sio.dump(before, folder / "before.skops")
+    sio.dump(after, folder / "after.skops")
+    for name, est in (("before", before), ("after", after)):
+        with open(folder / f"{name}.pkl", "wb") as f:
+            pickle.dump(est, f)
     np.savez(folder / "public.npz", x=x[200:], y=y[200:])
     np.savez(folder / "deleted.npz", x=x[6:7], y=y[6:7])
     return folder, x, y
@@ -301,15 +314,15 @@ def test_run_audit_input_errors(released, kwargs, argument, match):
     args = dict(public_x=x[200:], public_y=y[200:]) | kwargs
     public = (args.pop("public_x"), args.pop("public_y"))
     with pytest.raises(InputError, match=match) as err:
-        audit.run_audit(before, [after], *public, **args)
+        auditing.run_audit(before, [after], *public, **args)
     assert err.value.argument == argument
 
 
 def test_summary_and_arrays_of_an_audit(released):
     folder, x, y = released
     before, after = _load(folder)
-    result = audit.run_audit(before, [after, after], x[200:], y[200:], truth_x=x[[6, 6]])
-    out = json.loads(json.dumps(audit.summary(result)))
+    result = auditing.run_audit(before, [after, after], x[200:], y[200:], truth_x=x[[6, 6]])
+    out = json.loads(json.dumps(auditing.summary(result)))
     assert out["beliefs"]["n_source"].startswith("estimated: update scale over 2")
     assert out["beliefs"]["l2_source"] == "snapshot" and out["beliefs"]["n_train"] > 1
     assert out["before"]["classes"] == [0, 1, 2] and len(out["deletions"]) == 2
@@ -317,7 +330,7 @@ def test_summary_and_arrays_of_an_audit(released):
     assert set(row["sensitivity_cosine"]) == {"n_train x0.5", "n_train x2", "l2 x0.5", "l2 x2"}
     assert all(0.9 < c <= 1 + 1e-12 for c in row["sensitivity_cosine"].values())
     assert row["hrec_cosine"] > row["avg_cosine"]
-    arrays = audit.arrays(result)
+    arrays = auditing.arrays(result)
     assert arrays["hrec_x"].shape == (2, 64) and arrays["sensitivity_cosine"].shape == (4, 2)
     assert "truth" in out and out["attacker_hessian"]["condition_number"] is None  # flat shift
 
@@ -361,10 +374,14 @@ def test_cli_audit_writes_its_files_and_refuses_bad_input(released, tmp_path):
     )
     assert ok.returncode == 0, ok.stderr
     assert "hrec cos" in ok.stdout
-    summary = json.loads((out / "audit.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["deletions"][0]["hrec_cosine"] > summary["deletions"][0]["avg_cosine"]
     with np.load(out / "reconstruction.npz") as arrays:
-        assert arrays["hrec_x"].shape == (1, 64)
+        hrec_x = arrays["hrec_x"]
+    assert hrec_x.shape == (1, 64)
+    rows, x_csv = _csv_x(out / "reconstructions.csv")  # the aliases --deleted, --n-train work
+    np.testing.assert_array_equal(x_csv, hrec_x)
+    assert rows[0]["hrec_label_correct"] == "1" and (out / "reconstructions.png").exists()
     again = _cli(
         "--before",
         files["before"],
@@ -394,7 +411,7 @@ def test_cli_audit_writes_its_files_and_refuses_bad_input(released, tmp_path):
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith("jaxrecon: error: --before: cannot read")
-    assert bad.stderr.count("\n") == 1 and not (fresh / "audit.json").exists()
+    assert bad.stderr.count("\n") == 1 and not (fresh / "summary.json").exists()
     rows = _cli(
         "--before",
         files["before"],
@@ -408,5 +425,207 @@ def test_cli_audit_writes_its_files_and_refuses_bad_input(released, tmp_path):
         str(fresh),
         cwd=tmp_path,
     )
-    assert rows.returncode == 2 and "--deleted: need one row per deletion" in rows.stderr
-    assert not (fresh / "audit.json").exists()
+    assert rows.returncode == 2 and "--truth: need one row per deletion" in rows.stderr
+    assert not (fresh / "summary.json").exists()
+
+
+def _main(*args):
+    """`jaxrecon audit ...` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["audit", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def _csv_x(path):
+    """reconstructions.csv's rows and its x0.. columns as a [B, d] array."""
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    columns = [k for k in rows[0] if re.fullmatch(r"x\d+", k)]
+    return rows, np.array([[float(r[k]) for k in columns] for r in rows])
+
+
+# ---------------------------------------------------------------------------------------------
+# Acceptance: the audit of jaxrecon's own runs reproduces their HRec.
+
+
+@pytest.mark.parametrize("name", ["logistic", "softmax"])
+def test_cli_audit_of_our_own_run_reproduces_its_hrec(tmp_path, name):
+    """θ⁺ and θ⁻ of a scenario saved as plain arrays w, b (npz and safetensors), the public
+    split as the attacker's data, --n and --l2 the attacker's beliefs: the audit's HRec is
+    `make_attack`'s HRec to round-off (no bias_penalty stated: penalised like the weights)."""
+    from safetensors.numpy import save_file
+
+    sc = jr.make_scenario(data.load_digits(), model=name, n_train=150, key=jax.random.key(0))
+    theta = np.asarray(jr.fit(sc).params)
+    deleted = jr.draw_deletions(sc, 3)
+    after = np.asarray(jr.make_unlearn(sc, theta)(deleted).params)
+    ref = jr.make_attack(sc, jnp.asarray(theta), ["hrec"])(after, deleted)["hrec"]
+    np.savez(tmp_path / "public.npz", x=np.asarray(sc.public.x), y=np.asarray(sc.public.labels))
+    x_del = np.asarray(sc.train.x)[deleted]
+    np.savez(tmp_path / "truth.npz", x=x_del, y=np.asarray(sc.train.labels)[deleted])
+    for fmt in ("npz", "safetensors"):
+        paths = []
+        for tag, t in [("before", theta)] + [(f"after{i}", a) for i, a in enumerate(after)]:
+            path = str(tmp_path / f"{tag}.{fmt}")
+            arrays = {"w": np.ascontiguousarray(t[:-1]), "b": np.asarray(t[-1])}
+            np.savez(path, **arrays) if fmt == "npz" else save_file(arrays, path)
+            paths.append(path)
+        out = tmp_path / fmt
+        code, stdout, stderr = _main(
+            "--before", paths[0], "--after", *paths[1:], "--public", str(tmp_path / "public.npz"),
+            "--model-family", name, "--n", "150", "--l2", str(float(sc.l2)),
+            "--truth", str(tmp_path / "truth.npz"), "--out", str(out), "--quiet",
+        )  # fmt: skip
+        assert code == 0, stderr
+        with np.load(out / "reconstruction.npz") as arrays:
+            assert float(np.max(np.abs(arrays["hrec_x"] - np.asarray(ref.x_hat)))) < 1e-9
+            np.testing.assert_array_equal(arrays["hrec_y"], np.asarray(ref.y_hat))
+        rows, x_csv = _csv_x(out / "reconstructions.csv")
+        assert float(np.max(np.abs(x_csv - np.asarray(ref.x_hat)))) < 1e-9
+        assert [r["after"] for r in rows] == paths[1:]
+        cosines = [float(r["hrec_cosine"]) for r in rows]
+        np.testing.assert_allclose(cosines, np.asarray(jr.cosine_similarity(ref.x_hat, x_del)))
+        assert {"hrec_label_correct", "avg_cosine", "maxdiff_mse"} <= set(rows[0])
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["beliefs"]["n_source"] == "given" and summary["beliefs"]["l2_bias"] == 1.0
+        assert (out / "reconstructions.png").stat().st_size > 0  # 64 = 8 x 8 pixels
+
+
+def test_sequence_of_releases_reproduces_sequential_runs(tmp_path):
+    """Releases θ0..θ3 from `unlearn_sequence` (one record fewer each): `jaxrecon.audit(...,
+    sequence=True)` and `jaxrecon audit --sequence` equal `Attack.apply_pairs` with the
+    attacker's n one smaller per step (what `jaxrecon run --sequential` reports)."""
+    sc = jr.make_scenario(data.load_digits(), model="logistic", n_train=150, key=jax.random.key(1))
+    theta = jr.fit(sc).params
+    deleted = jr.draw_deletions(sc, 3)
+    seq = jax.jit(jr.unlearn_sequence)(jr.make_unlearn(sc, theta), deleted)
+    n_steps = 150 - np.arange(3)
+    attack = jr.make_attack(sc, theta, ["hrec"])
+    ref = attack.apply_pairs(seq.before, seq.after, jnp.asarray(deleted), n_steps)["hrec"]
+    releases = [np.asarray(seq.before[0])] + list(np.asarray(seq.after))
+    public = (np.asarray(sc.public.x), np.asarray(sc.public.labels))
+    results = jr.audit(
+        releases[0], releases[1:], public, model_family="logistic", n=150, l2=1.0, sequence=True
+    )
+    assert [r.beliefs.n_train for r in results] == list(n_steps)
+    x_hat = np.concatenate([np.asarray(r.hrec.x_hat) for r in results])
+    assert float(np.max(np.abs(x_hat - np.asarray(ref.x_hat)))) < 1e-9
+    # Every θ_i against θ0 instead (the default mode) is a different, wrong attack.
+    wrong = jr.audit(releases[0], releases[1:], public, model_family="logistic", n=150, l2=1.0)
+    assert float(np.max(np.abs(np.asarray(wrong.hrec.x_hat)[1:] - x_hat[1:]))) > 1e-3
+    paths = []
+    for i, t in enumerate(releases):
+        paths.append(str(tmp_path / f"r{i}.npz"))
+        np.savez(paths[-1], w=t[:-1], b=t[-1])
+    np.savez(tmp_path / "public.npz", x=public[0], y=public[1])
+    code, _, stderr = _main(
+        "--before", paths[0], "--after", *paths[1:], "--public", str(tmp_path / "public.npz"),
+        "--model-family", "logistic", "--n", "150", "--l2", "1", "--sequence",
+        "--out", str(tmp_path / "out"), "--quiet",
+    )  # fmt: skip
+    assert code == 0, stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["sequence"] == paths and len(summary["steps"]) == 3
+    assert [s["before"]["source"] for s in summary["steps"]] == paths[:-1]
+    rows, x_csv = _csv_x(tmp_path / "out" / "reconstructions.csv")
+    assert float(np.max(np.abs(x_csv - np.asarray(ref.x_hat)))) < 1e-9
+    assert [r["before"] for r in rows] == paths[:-1]
+
+
+def test_rff_audit_inverts_the_features_back_to_the_input(tmp_path):
+    """Random Fourier features, the true Hessian (public data = the retained training records,
+    θ⁻ a Newton step): HRec's p̂ is φ(x_j), and the embedding inversion gives back x_j."""
+    sc = jr.make_scenario(
+        data.load_digits(), model="logistic", n_train=120, features="rff", rff_dim=200,
+        key=jax.random.key(0),
+    )  # fmt: skip
+    theta = jr.fit(sc).params
+    j = 7
+    after = jr.make_unlearn(sc, theta, "newton")(jnp.asarray([j])).params[0]
+    keep = np.arange(120) != j
+    x, y = np.asarray(sc.train.x), np.asarray(sc.train.labels)
+    rff = sc.feature_params
+    np.savez(tmp_path / "rff.npz", weights=np.asarray(rff.weights), phases=np.asarray(rff.phases))
+    result = jr.audit(
+        np.asarray(theta), np.asarray(after), (x[keep], y[keep]), model_family="logistic",
+        n=120, l2=float(sc.l2), features="rff", rff_params=str(tmp_path / "rff.npz"),
+        truth=(x[j : j + 1], y[j : j + 1]),
+    )  # fmt: skip
+    assert result.hrec.x_hat.shape == (1, 64)
+    assert float(result.truth["hrec"]["cosine"][0]) > 0.99
+    assert bool(result.truth["hrec"]["label_correct"][0])
+    assert auditing.feature_info(result) == {"name": "rff", "num_features": 200, "input_dim": 64}
+    with pytest.raises(InputError, match="required with features 'rff'") as err:
+        jr.audit(np.asarray(theta), np.asarray(after), (x, y), features="rff")
+    assert err.value.argument == "rff_params"
+    with pytest.raises(InputError, match="10 random features, but .* 200 feature rows") as err:
+        bad = {"weights": np.ones((10, 64)), "phases": np.ones(10)}
+        jr.audit(theta, after, (x, y), model_family="logistic", features="rff", rff_params=bad)
+    assert err.value.argument == "rff_params"
+
+
+def test_library_audit_takes_estimators_and_speaks_the_flags_names(released):
+    """`jaxrecon.audit` on in-memory scikit-learn estimators equals the audit of their skops
+    files; its errors name its own arguments (n, model_family, truth)."""
+    folder, x, y = released
+    estimators = []
+    for name in ("before", "after"):
+        with open(folder / f"{name}.pkl", "rb") as f:
+            estimators.append(pickle.load(f))
+    kw = dict(n=200, truth=(x[6:7], y[6:7]))
+    memory = jr.audit(*estimators, (x[200:], y[200:]), **kw)
+    files = jr.audit(str(folder / "before.skops"), [str(folder / "after.skops")],
+                     str(folder / "public.npz"), **kw)  # fmt: skip
+    np.testing.assert_array_equal(memory.hrec.x_hat, files.hrec.x_hat)
+    assert float(memory.truth["hrec"]["cosine"][0]) > 0.9
+    assert bool(memory.truth["hrec"]["label_correct"][0])
+    for kwargs, argument in [
+        (dict(n=1), "n"),
+        (dict(model_family="svm"), "model_family"),
+        (dict(truth=np.ones((2, 64))), "truth"),
+        (dict(features="pca"), "features"),
+    ]:
+        with pytest.raises(InputError) as err:
+            jr.audit(*estimators, (x[200:], y[200:]), **kwargs)
+        assert err.value.argument == argument and str(err.value).startswith(f"{argument}: ")
+
+
+def test_cli_refuses_pickles_and_forged_files_without_writing(released, tmp_path):
+    """No --trust-pickle: a pickle is refused (one line, exit 2, no --out folder); with it the
+    pickled LogisticRegression audits and a warning says that it ran code. A forged npz header
+    (shape [10**12]) and a w without b are one line each, nothing written."""
+    folder = released[0]
+    common = ["--after", str(folder / "after.skops"), "--public", str(folder / "public.npz")]
+    out = tmp_path / "out"
+    code, _, stderr = _main("--before", str(folder / "before.pkl"), *common, "--out", str(out))
+    assert code == 2 and stderr.count("\n") == 1
+    assert stderr.startswith("jaxrecon: error: --before:") and "--trust-pickle" in stderr
+    assert not out.exists()
+    code, stdout, stderr = _main(
+        "--before", str(folder / "before.pkl"), *common, "--trust-pickle", "--n", "200",
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert f"jaxrecon: warning: unpickling {folder / 'before.pkl'} runs code from it" in stderr
+    assert (out / "summary.json").exists() and "wrote summary.json" in stdout
+    forged = tmp_path / "forged.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+    )
+    with zipfile.ZipFile(forged, "w") as archive:
+        archive.writestr("w.npy", header.getvalue() + bytes(8))
+    np.savez(tmp_path / "no_bias.npz", w=np.ones(65))
+    for bad, flag, why in [
+        (["--before", str(forged)], "--before", "declares shape [1000000000000]"),
+        (["--before", str(tmp_path / "no_bias.npz")], "--before", "HRec needs the bias"),
+        (["--before", str(folder / "before.skops"), "--features", "rff"], "--rff-params",
+         "required"),
+        (["--before", str(folder / "before.skops"), "--n", "1"], "--n", "integer >= 2"),
+        (["--before", str(folder / "before.skops"), "--model", "svm"], "--model-family", "svm"),
+    ]:  # fmt: skip
+        fresh = tmp_path / "fresh"
+        code, _, stderr = _main(*bad, *common, "--out", str(fresh))
+        assert code == 2 and stderr.count("\n") == 1, stderr
+        assert stderr.startswith(f"jaxrecon: error: {flag}:") and why in stderr
+        assert not fresh.exists()

@@ -31,7 +31,7 @@ LAYERS = [
     ("snapshots",),
     ("scenario",),
     ("unlearners", "reconstruction"),
-    ("audit",),
+    ("auditing",),
     ("config",),
     ("store",),
     ("plots",),

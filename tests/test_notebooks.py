@@ -49,8 +49,11 @@ def test_audit_sklearn_runs_in_a_kernel_and_hrec_wins():
         path,
         "t = summary['truth']\n"
         "print(t['hrec']['cosine_median'], t['avg']['cosine_median'], t['hrec']['label_accuracy'],"
-        " result.beliefs.n_train)",
+        " result.beliefs.n_train, pair.truth['hrec']['cosine'][0],"
+        " int(pair.truth['hrec']['label_correct'][0]))",
     )
-    hrec, avg, labels, n_train = map(float, out.split())
+    hrec, avg, labels, n_train, pair_cosine, pair_label = map(float, out.split())
     assert hrec > 0.95 and hrec > avg + 0.1 and labels >= 0.8
     assert 500 < n_train < 2000  # n = 1,000, estimated from the updates
+    # Issue 14's acceptance: one release pair of multinomial lbfgs models, read from skops files.
+    assert pair_cosine >= 0.95 and pair_label == 1

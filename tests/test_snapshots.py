@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from jaxrecon import data, models, scenario, snapshots, solvers
+from jaxrecon import auditing, data, models, scenario, snapshots, solvers
 from jaxrecon.errors import InputError
 
 
@@ -281,7 +281,9 @@ def test_npz_safetensors_and_flax_files_give_the_same_theta(tmp_path, softmax_es
 @pytest.mark.parametrize(
     "arrays,match",
     [
-        ({"w": np.ones(3)}, "no array 'theta'"),
+        ({"v": np.ones(3)}, "need arrays 'w' and 'b'"),
+        ({"w": np.ones(3)}, "no bias 'b': HRec needs the bias"),
+        ({"w": np.ones((3, 2)), "b": np.ones(3)}, "do not form a dense layer"),
         ({"theta": np.array([1.0, np.nan, 2.0])}, "non-finite"),
         ({"theta": np.ones((2, 3, 4))}, r"\[D >= 2\] or \[D, K\]"),
         ({"theta": np.ones(3), "model": "lasso"}, "model: must be one of"),
@@ -306,7 +308,7 @@ def test_model_argument_must_agree_with_the_file(tmp_path, softmax_estimator):
         snapshots.load_snapshot(str(path), model="svm")
     assert err.value.argument == "model"
     with pytest.raises(InputError, match="unknown snapshot format"):
-        snapshots.load_snapshot(str(tmp_path / "m.pkl"))
+        snapshots.load_snapshot(str(tmp_path / "m.h5"))
     with pytest.raises(InputError, match="file not found"):
         snapshots.load_snapshot(str(tmp_path / "missing.npz"))
 
@@ -353,7 +355,7 @@ def test_damaged_snapshot_files_are_input_errors(tmp_path, softmax_estimator, ho
             snap = snapshots.load_snapshot(str(damaged), argument="before", model="softmax")
         except InputError as err:
             assert err.argument == "before" and str(err).startswith("before: ")
-            assert "\n" not in str(err)
+            assert str(damaged) in str(err) and "\n" not in str(err)
         else:
             # Corrupt bytes inside raw array data can still parse: then they are the parameters.
             assert how == "corrupt" and snap.params.shape == theta.shape
@@ -367,8 +369,12 @@ def test_dataset_readers_report_truncated_and_corrupt_files(tmp_path):
     np.savez_compressed(good, x_train=x, y_train=np.arange(200) % 2)
     for how in ("truncated", "corrupt"):
         bad = _damaged(good, tmp_path, how)
-        with pytest.raises(InputError, match="cannot read"):
+        with pytest.raises(InputError, match="cannot read") as err:
             data.load_dataset(f"npz:{bad}", key=jax.random.key(0))
+        assert str(bad) in str(err.value) and "\n" not in str(err.value)
+        with pytest.raises(InputError, match="cannot read") as err:  # --public, --truth
+            auditing.load_records(str(bad), "public")
+        assert str(err.value).startswith(f"public: cannot read {bad}")
     folder = tmp_path / "adult"
     folder.mkdir()
     with gzip.open(folder / "full.csv.gz", "wt") as f:
@@ -379,3 +385,114 @@ def test_dataset_readers_report_truncated_and_corrupt_files(tmp_path):
         )
         with pytest.raises(InputError, match="--dataset adult"):
             data.load_dataset("adult", key=jax.random.key(0), data_dir=str(folder))
+
+
+def test_folktables_root_and_tfds_copy_damaged_are_one_line(tmp_path):
+    """A PUMS file cut short (its last row ragged) or corrupt, and a prepared tfds copy whose
+    metadata is truncated or garbage: one InputError line naming the file or folder."""
+    from test_datasets import _write_pums
+
+    _write_pums(tmp_path)
+    pums = tmp_path / "2018" / "1-Year" / "psam_p36.csv"
+    raw = pums.read_bytes()
+    for damaged in (raw[: len(raw) // 2], raw[:100] + bytes(range(200, 256)) + raw[156:]):
+        pums.write_bytes(damaged)
+        with pytest.raises(InputError, match="cannot read|could not read") as err:
+            data.load_dataset("acs_income:NY", key=jax.random.key(0), data_dir=str(tmp_path))
+        assert str(pums) in str(err.value) and "\n" not in str(err.value)
+    folder = tmp_path / "tfds" / "mnist" / "3.0.1"
+    folder.mkdir(parents=True)
+    (folder / "mnist-train.array_record-00000-of-00001").write_bytes(b"\x00garbage" * 64)
+    for info in ('{"name": "mnist", "vers', "\x00\x01 not json"):
+        (folder / "dataset_info.json").write_text(info)
+        with pytest.raises(InputError, match="could not read") as err:
+            data.load_dataset("mnist", key=jax.random.key(0), data_dir=str(tmp_path / "tfds"))
+        assert str(tmp_path / "tfds") in str(err.value) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain arrays w and b, forged sizes, pickle only when trusted.
+
+
+def test_w_and_b_arrays_from_any_framework(tmp_path):
+    """θ = [w; b], bias row last, for a scalar-output and a multi-output model; no bias penalty
+    stated (jaxrecon's convention: penalised like the weights); the same from safetensors, from
+    an array and from a `Snapshot`."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(5, 3)), rng.normal(size=3)
+    np.savez(tmp_path / "m.npz", w=w, b=b)
+    save_file({"w": w, "b": b}, str(tmp_path / "m.safetensors"))
+    np.savez(tmp_path / "s.npz", w=w[:, 0], b=np.float64(b[0]))
+    for path in ("m.npz", "m.safetensors"):
+        snap = snapshots.load_snapshot(str(tmp_path / path), model="softmax")
+        np.testing.assert_array_equal(snap.params, np.vstack([w, b]))
+        assert snap.bias_penalty is None and snapshots.penalty_rows(snap, 2.0)[-1, 0] == 2.0
+    scalar = snapshots.load_snapshot(str(tmp_path / "s.npz"))
+    np.testing.assert_array_equal(scalar.params, np.append(w[:, 0], b[0]))
+    array = snapshots.as_snapshot(np.vstack([w, b]), argument="after", model="softmax")
+    np.testing.assert_array_equal(array.params, np.vstack([w, b]))
+    assert snapshots.as_snapshot(array, argument="after") is array
+    with pytest.raises(InputError, match="need a file, estimator or array") as err:
+        snapshots.as_snapshot(object(), argument="after")
+    assert err.value.argument == "after"
+
+
+def _forged_npz(path, shape):
+    """An .npz whose member theta.npy declares `shape` but holds 16 bytes."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": tuple(shape)}
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("theta.npy", header.getvalue() + bytes(16))
+
+
+def _forged_safetensors(path, shape):
+    """A safetensors file whose header declares `shape` (F64) over 16 bytes of data."""
+    import json
+
+    nbytes = int(np.prod(shape, dtype=object)) * 8
+    header = json.dumps({"theta": {"dtype": "F64", "shape": shape, "data_offsets": [0, nbytes]}})
+    header = header.encode() + b" " * (-len(header) % 8)
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(16))
+
+
+@pytest.mark.parametrize("fmt", ["npz", "safetensors", "dataset npz"])
+def test_a_huge_declared_shape_is_refused_before_allocating(tmp_path, fmt):
+    """shape [10**12] float64 would be 8 TB: refused from the header (a MemoryError or an
+    allocation would mean it was trusted)."""
+    path = tmp_path / ("m.safetensors" if fmt == "safetensors" else "m.npz")
+    (_forged_safetensors if fmt == "safetensors" else _forged_npz)(path, [10**12])
+    with pytest.raises(InputError, match=r"declares shape \[1000000000000\]") as err:
+        if fmt == "dataset npz":
+            data.load_dataset(f"npz:{path}", key=jax.random.key(0))
+        else:
+            snapshots.load_snapshot(str(path), argument="before", model="logistic")
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_pickle_and_joblib_only_when_trusted(tmp_path, softmax_estimator):
+    import pickle
+
+    import joblib
+
+    with open(tmp_path / "m.pkl", "wb") as f:
+        pickle.dump(softmax_estimator, f)
+    joblib.dump({"w": np.ones((4, 3)), "b": np.zeros(3)}, tmp_path / "m.joblib")
+    for name in ("m.pkl", "m.joblib"):
+        with pytest.raises(InputError, match="refused: unpickling runs code.*--trust-pickle"):
+            snapshots.load_snapshot(str(tmp_path / name), argument="before")
+    with pytest.warns(snapshots.UnsafeLoadWarning, match="unpickling .*m.pkl runs code from it"):
+        snap = snapshots.load_snapshot(str(tmp_path / "m.pkl"), trust_pickle=True)
+    np.testing.assert_array_equal(snap.params, snapshots.from_estimator(softmax_estimator).params)
+    with pytest.warns(snapshots.UnsafeLoadWarning):
+        arrays = snapshots.load_snapshot(str(tmp_path / "m.joblib"), trust_pickle=True)
+    assert arrays.params.shape == (5, 3) and np.all(arrays.params[-1] == 0)
+    (tmp_path / "cut.pkl").write_bytes((tmp_path / "m.pkl").read_bytes()[:50])
+    with pytest.warns(snapshots.UnsafeLoadWarning), pytest.raises(InputError, match="cut.pkl"):
+        snapshots.load_snapshot(str(tmp_path / "cut.pkl"), trust_pickle=True)

@@ -1,10 +1,14 @@
 """Audits of released models: the attack half of a scenario on snapshots read from files.
 
-    before = snapshots.load_snapshot("before.skops", argument="before")
-    after = snapshots.load_snapshot("after.skops", argument="after")
-    result = run_audit(before, [after], public_x, public_y, n_train=1000)
+    result = jaxrecon.audit("before.skops", ["after.skops"], "public.npz", n=1000)
     result.hrec.x_hat                # [B, d]: the deleted records HRec rebuilds
-    summary(result)                  # what `jaxrecon audit` writes to audit.json
+    summary(result)                  # what `jaxrecon audit` writes to summary.json
+
+`audit` is the front door (the mirror of `jaxrecon audit`): snapshots as files, `Snapshot`s,
+fitted scikit-learn estimators or arrays, public data as a file or arrays. Below it
+`run_audit(before, afters, public_x, public_y, ...)` takes `Snapshot`s and arrays, and
+`run_audit_sequence` attacks a sequence of releases pair by pair (the attacker's n one smaller
+each step, as `jaxrecon run --sequential`).
 
 No training data and no training: θ⁺ and each θ⁻ come from the released files (`snapshots`), and
 the attacker's knowledge is a `scenario.Attacker` built from public data (DESIGN §2): the
@@ -12,7 +16,11 @@ training-set size n and the regulariser it believes, its public samples (inputs 
 sees them, with labels). HRec, Avg and MaxDiff then run exactly as in `reconstruction` (the
 same `attacks` kernels with the `reconstruction.attacker_hessian_matvec` Hessian,
 Ĥ = ((n−1)/m) Σ_pub ∇²ℓ(θ⁺) + diag(λ), here with a per-coordinate λ: scikit-learn leaves the
-intercept unpenalised). Identity features only: p = [x, 1], bias last.
+intercept unpenalised). Features: identity, p = [x, 1], or random Fourier features
+p = [√(2/F) cos(Wx + b), 1] whose draw (W, b) the auditor holds; HRec then recovers p̂ and the
+embedding inversion of `jaxrecon run --features rff` (`attacks.feature_inverter`) maps it back
+to x. On jaxrecon's own runs (`w`, `b` snapshots, its n and λ) the audit reproduces
+`reconstruction.make_attack`'s HRec to round-off (tested).
 
 What the snapshots identify, and what they do not (the honest part of an audit). Write
 Ĥ = (n−1)·A + λΛ with A the mean public Hessian and Λ the penalty pattern.
@@ -49,7 +57,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -63,13 +72,14 @@ from jaxrecon import metrics as _metrics
 from jaxrecon import models as _models
 from jaxrecon import snapshots as _snapshots
 from jaxrecon.attacks import AttackResult
+from jaxrecon.errors import InputError
 from jaxrecon.models import REGRESSION, Model
 from jaxrecon.scenario import Attacker, Data
 
 # Beliefs scaled by these factors, one at a time, for the sensitivity report.
 SENSITIVITY = (("n_train", 0.5), ("n_train", 2.0), ("l2", 0.5), ("l2", 2.0))
 SCALE_ITERATIONS = 30
-_IDENTITY = _features.identity_features()
+_FEATURES = ("identity", "rff")
 
 
 class Beliefs(NamedTuple):
@@ -127,6 +137,8 @@ class AuditResult(NamedTuple):
       truth: when the deleted records were given: {attack: {"cosine": [B], "mse": [B],
         "label_correct": [B] (classifiers, labels given) or None, "label_error": |ŷ − y| [B]
         (ridge, labels given) or None}}, else None.
+      feature_params: the random Fourier draw θ is over (reconstructions are inputs x,
+        inverted from φ), or None (identity features).
     """
 
     model: Model
@@ -142,6 +154,7 @@ class AuditResult(NamedTuple):
     label_spread: np.ndarray
     hessian_extremes: tuple[float, float]
     truth: dict[str, dict[str, Any]] | None
+    feature_params: _features.RFFParams | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,18 +162,25 @@ class AuditResult(NamedTuple):
 
 
 def make_audit_attacker(
-    public_x: jax.Array, public_labels: jax.Array, *, n_train, l2: jax.Array
+    public_x: jax.Array,
+    public_labels: jax.Array,
+    *,
+    n_train,
+    l2: jax.Array,
+    feature_params: _features.RFFParams | None = None,
 ) -> Attacker:
-    """An `Attacker` holding public data as the released model sees it (identity features).
+    """An `Attacker` holding public data as the released model sees it.
 
     Args:
-      public_x: [m, d] inputs.
+      public_x: [m, d] inputs (raw inputs x; the model's features are φ(x)).
       public_labels: [m] labels as the model learns them (class indices or real targets).
       n_train: the believed n (a scalar; a float is fine, e.g. n scaled for a sensitivity run).
       l2: the believed λ, a scalar or per coordinate shaped like θ.
+      feature_params: the random Fourier draw of φ (`features.RFFParams`), None for identity.
     """
     x = jnp.asarray(public_x)
-    public = Data(x, _IDENTITY.apply(x), jnp.asarray(public_labels))
+    fmap = _features.feature_map(feature_params)
+    public = Data(x, fmap.apply(x), jnp.asarray(public_labels))
     return Attacker(public, jnp.asarray(n_train, x.dtype), jnp.asarray(l2, x.dtype))
 
 
@@ -184,18 +204,28 @@ def hrec_batch(
     thetas_after: jax.Array,
     attacker: Attacker,
     shift: jax.Array | None = None,
+    feature_params: _features.RFFParams | None = None,
 ) -> AttackResult:
     """HRec on each θ⁻ [B, ...] with the attacker's Ĥ; the Avg guess where θ⁻ = θ⁺.
 
     `shift` (shaped like θ) is added to g = Ĥ(θ⁻ − θ⁺) (SGD: (λ⁻ − λ⁺)Λθ⁺, see the module
-    docstring); None adds nothing.
+    docstring); None adds nothing. With random Fourier features (`feature_params`) HRec recovers
+    p̂ ≈ φ(x_j) and `attacks.feature_inverter` maps it back to the input, as `jaxrecon run
+    --features rff` does, inside the box [min, max] of the public inputs.
     """
     matvec = hessian_matvec(model, params, attacker)
     target = matvec if shift is None else (lambda v: matvec(v) + shift)
     prior = _prior(model, attacker)
-    return jax.vmap(lambda t: _attacks.hrec(model, _IDENTITY, params, t, target, fallback=prior))(
-        thetas_after
-    )
+    fmap = _features.feature_map(feature_params)
+    invert = None
+    if fmap.invert is None:
+        x = attacker.public.x
+        invert = _attacks.feature_inverter(
+            fmap.apply, x, attacker.public.features, lower=jnp.min(x), upper=jnp.max(x)
+        )
+    return jax.vmap(
+        lambda t: _attacks.hrec(model, fmap, params, t, target, invert=invert, fallback=prior)
+    )(thetas_after)
 
 
 def stationarity_l2_per_sample(
@@ -336,11 +366,12 @@ def _prior(model: Model, attacker: Attacker) -> AttackResult:
     return _attacks.avg(attacker.public.x, attacker.public.labels, model.task, model.num_outputs)
 
 
-def _hrec_configs(model, ns, l2s, shifts, public, params, thetas) -> AttackResult:
+def _hrec_configs(model, ns, l2s, shifts, public, params, thetas, feature_params):
     """HRec [C, B] for C belief configurations (n [C], λ rows [C, ...], shifts [C, ...])."""
 
     def one(n, lam, shift):
-        return hrec_batch(model, params, thetas, Attacker(public, n, lam), shift)
+        attacker = Attacker(public, n, lam)
+        return hrec_batch(model, params, thetas, attacker, shift, feature_params)
 
     return jax.vmap(one)(ns, l2s, shifts)
 
@@ -380,6 +411,7 @@ def run_audit(
     model: str | None = None,
     truth_x=None,
     truth_y=None,
+    feature_params: _features.RFFParams | None = None,
 ) -> AuditResult:
     """Reconstructs the record deleted between `before` (θ⁺) and each of `afters` (θ⁻).
 
@@ -387,15 +419,18 @@ def run_audit(
       before: θ⁺'s snapshot (`snapshots.load_snapshot` / `from_estimator`).
       afters: one snapshot per deletion, each θ⁻ of one record deleted from θ⁺'s training set
         (what they leave unstated, e.g. the family, is taken from `before`).
-      public_x: [m, d] public inputs, preprocessed as the model's inputs (d = D − 1).
+      public_x: [m, d] public inputs, preprocessed as the model's inputs (identity features:
+        d = D − 1; random Fourier features: the raw inputs that φ maps).
       public_y: [m] their labels: the estimator's class values (or 0..K−1), or real targets.
       n_train: the believed training-set size n (>= 2); None = the snapshot's, else estimated.
       l2: the believed λ on the weights (>= 0, jaxrecon units: the snapshot's conversion
         table); None = the snapshot's, else estimated. The bias row gets λ·bias_penalty.
       model: the family, for snapshots that do not record it.
       truth_x: [B, d] the deleted records, when the auditor knows them (the operator does):
-        every attack is then scored against them.
+        every attack is then scored against them (in input space).
       truth_y: [B] their labels (optional).
+      feature_params: the random Fourier draw (`features.RFFParams`, W [F, d], b [F]) when θ
+        is over φ(x) = [√(2/F) cos(Wx + b), 1] (D = F + 1); None = identity features.
 
     Returns:
       An `AuditResult`.
@@ -405,6 +440,92 @@ def run_audit(
         shape, labels outside the model's classes, bad beliefs, or n / λ that cannot be
         estimated (the message says which to give).
     """
+    if n_train is not None:
+        _validate.integer("n_train", n_train, minimum=2)
+    return _run(
+        before, afters, public_x, public_y, n_train, l2, model, truth_x, truth_y, feature_params
+    )
+
+
+def run_audit_sequence(
+    releases: Sequence[_snapshots.Snapshot],
+    public_x,
+    public_y,
+    *,
+    n_train: int | None = None,
+    l2: float | None = None,
+    model: str | None = None,
+    truth_x=None,
+    truth_y=None,
+    feature_params: _features.RFFParams | None = None,
+) -> list[AuditResult]:
+    """A sequence of releases θ0, θ1, θ2, ..., each one record fewer than the one before
+    (`jaxrecon run --sequential`): HRec on each consecutive pair (θ_{i−1}, θ_i), Ĥ at θ_{i−1}.
+
+    The attacker's n drops by one per step: step i (from 1) believes n − i + 1 where n is
+    θ0's training-set size, given, else read from θ0's snapshot or estimated from the first
+    pair. λ is resolved per step as in `run_audit`. Arguments as for `run_audit`; `truth_x`
+    holds one row per step.
+
+    Returns:
+      One `AuditResult` per step (each with one deletion), in release order.
+
+    Raises:
+      InputError: fewer than two releases, or n too small for the sequence; else as
+        `run_audit`.
+    """
+    releases = list(releases)
+    if len(releases) < 2:
+        raise _validate.fail("after", "a sequence needs at least two releases (before, after)")
+    steps = len(releases) - 1
+    if truth_x is not None:
+        truth_x = _matrix_rows("truth", truth_x, steps)
+    if truth_y is not None:
+        truth_y = np.asarray(truth_y)
+        if truth_y.shape != (steps,):
+            raise _validate.fail(
+                "truth", f"labels must have shape [{steps}], got {list(truth_y.shape)}"
+            )
+    results = []
+    n = n_train
+    for i in range(steps):
+        rows = slice(i, i + 1)
+        result = (run_audit if i == 0 else _run)(
+            releases[i],
+            [releases[i + 1]],
+            public_x,
+            public_y,
+            n_train=n,
+            l2=l2,
+            model=model,
+            truth_x=None if truth_x is None else truth_x[rows],
+            truth_y=None if truth_y is None else truth_y[rows],
+            feature_params=feature_params,
+        )
+        results.append(result)
+        n = results[0].beliefs.n_train - (i + 1)
+        if i + 1 < steps and n < 2:
+            raise _validate.fail(
+                "n_train",
+                f"{results[0].beliefs.n_train:g} ({results[0].beliefs.n_source}) is too small "
+                f"for {steps} consecutive deletions",
+            )
+    return results
+
+
+def _run(
+    before,
+    afters,
+    public_x,
+    public_y,
+    n_train=None,
+    l2=None,
+    model=None,
+    truth_x=None,
+    truth_y=None,
+    feature_params=None,
+) -> AuditResult:
+    """`run_audit` after its check of n (a sequence's later steps believe a float n)."""
     before = _with_model(before, model)
     afters = [_snapshots.with_model(a, model) for a in afters]
     if not afters:
@@ -413,14 +534,17 @@ def run_audit(
         _snapshots.check_pair(before, after)
     fam = _family(before.model, before.params.shape[1] if before.params.ndim == 2 else None)
     dtype = jnp.result_type(float)
-    dim = before.params.shape[0] - 1
+    dim = _input_dim(before, feature_params)
     x = _matrix("public", public_x, dim, minimum=2)
     labels = _labels("public", public_y, len(x), fam, before)
-    public = make_audit_attacker(jnp.asarray(x, dtype), labels, n_train=2, l2=0.0).public
+    fp = None
+    if feature_params is not None:
+        fp = jax.tree.map(lambda a: jnp.asarray(a, dtype), feature_params)
+    public = make_audit_attacker(
+        jnp.asarray(x, dtype), labels, n_train=2, l2=0.0, feature_params=fp
+    ).public
     params = jnp.asarray(before.params, dtype)
     thetas = jnp.asarray(np.stack([a.params for a in afters]), dtype)
-    if n_train is not None:
-        _validate.integer("n_train", n_train, minimum=2)
     if l2 is not None and not (_finite(l2) and float(l2) >= 0):
         raise _validate.fail("l2", f"must be a finite number >= 0, got {l2!r}")
     truth = None
@@ -431,7 +555,29 @@ def run_audit(
     pattern = jnp.asarray(_snapshots.penalty_rows(before, 1.0), dtype)
     estimates = _estimate(fam, before, params, thetas, public, pattern, l2)
     beliefs = _beliefs(fam, before, estimates, n_train, l2)
-    return _attack(fam, before, afters, params, thetas, public, beliefs, estimates, truth)
+    return _attack(fam, before, afters, params, thetas, public, beliefs, estimates, truth, fp)
+
+
+def _input_dim(before: _snapshots.Snapshot, feature_params) -> int:
+    """d: D − 1 for identity features, the RFF draw's input dimension otherwise (its F must be
+    D − 1)."""
+    features = before.params.shape[0] - 1
+    if feature_params is None:
+        return features
+    weights, phases = (np.asarray(a) for a in feature_params)
+    if weights.ndim != 2 or phases.shape != (weights.shape[0],):
+        raise _validate.fail(
+            "rff_params",
+            f"need weights [F, d] and phases [F], got {list(weights.shape)} and "
+            f"{list(phases.shape)}",
+        )
+    if weights.shape[0] != features:
+        raise _validate.fail(
+            "rff_params",
+            f"{weights.shape[0]} random features, but {before.source}'s θ has {features} "
+            "feature rows besides the bias",
+        )
+    return weights.shape[1]
 
 
 def _estimate(fam, before, params, thetas, public, pattern, l2) -> Estimates:
@@ -478,7 +624,7 @@ def _beliefs(fam, before, estimates: Estimates, n_train, l2) -> Beliefs:
             "n_train",
             "cannot be estimated: the recovered records' loss derivatives do not fit the size "
             "of the updates (a positive scale), e.g. records the model fits with certainty or "
-            "poor public data; give n_train",
+            "poor public data; give it (n_train; --n)",
         )
     if known_l2 is None and before.l2_per_sample is not None:
         known_l2, l2_source = n * before.l2_per_sample, f"snapshot: n·alpha ({before.kind})"
@@ -490,7 +636,7 @@ def _beliefs(fam, before, estimates: Estimates, n_train, l2) -> Beliefs:
     return Beliefs(n, float(known_l2), float(known_l2) * factor, float(after), n_source, l2_source)
 
 
-def _attack(fam, before, afters, params, thetas, public, beliefs, estimates, truth):
+def _attack(fam, before, afters, params, thetas, public, beliefs, estimates, truth, fp):
     dtype = params.dtype
     pattern = jnp.asarray(_snapshots.penalty_rows(before, 1.0), dtype)
     per_sample = before.l2_per_sample or 0.0
@@ -508,7 +654,7 @@ def _attack(fam, before, afters, params, thetas, public, beliefs, estimates, tru
     ns, l2s, shifts = zip(*(beliefs_for(*c) for c in configs), strict=True)
 
     batched = _hrec_configs_jit(
-        fam, jnp.asarray(ns, dtype), jnp.stack(l2s), jnp.stack(shifts), public, params, thetas
+        fam, jnp.asarray(ns, dtype), jnp.stack(l2s), jnp.stack(shifts), public, params, thetas, fp
     )
     hrec = jax.tree.map(lambda a: a[0], batched)
     sensitivity = {
@@ -536,6 +682,7 @@ def _attack(fam, before, afters, params, thetas, public, beliefs, estimates, tru
         label_spread=spread,
         hessian_extremes=(float(lo), float(hi)),
         truth=None if truth is None else _score(fam, results, *truth),
+        feature_params=fp,
     )
 
 
@@ -567,10 +714,21 @@ def _with_model(snap, model):
     if snap.model is None:
         raise _validate.fail(
             "model",
-            f"{snap.source} ({snap.kind}) does not say which model family it is; give model "
-            f"(one of {', '.join(_models.MODELS)})",
+            f"{snap.source} ({snap.kind}) does not say which model family it is; give the "
+            f"family (one of {', '.join(_models.MODELS)})",
         )
     return snap
+
+
+def _matrix_rows(argument, x, rows) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or len(x) != rows:
+        raise _validate.fail(
+            argument, f"need one row per deletion ({rows}), got shape {list(x.shape)}"
+        )
+    return x
 
 
 def _finite(value) -> bool:
@@ -625,6 +783,161 @@ def _labels(argument, y, count, fam: Model, snap) -> jax.Array:
     return jnp.asarray(index)
 
 
+# The front door speaks the command's names (`--n`, `--model-family`, `--truth`).
+_FRONT_DOOR_NAMES = {"n_train": "n", "model": "model_family", "deleted": "truth"}
+
+
+def audit(
+    before,
+    after,
+    public,
+    *,
+    model_family: str | None = None,
+    n: int | None = None,
+    l2: float | None = None,
+    features: str = "identity",
+    rff_params=None,
+    truth=None,
+    sequence: bool = False,
+    trust_pickle: bool = False,
+) -> AuditResult | list[AuditResult]:
+    """The audit of released models from whatever the caller holds (`jaxrecon audit`'s mirror).
+
+        result = jaxrecon.audit("before.skops", ["after1.skops", "after2.skops"], "public.npz")
+        result = jaxrecon.audit(est_before, est_after, (public_x, public_y), n=1000)
+
+    Args:
+      before: θ⁺: a file path (`snapshots.load_snapshot`), a `Snapshot`, a fitted scikit-learn
+        estimator, or θ as an array ([D] or [D, K], bias row last, bias penalised like the
+        weights).
+      after: one θ⁻ like `before`, or a list of them (each one deletion from `before`; with
+        `sequence`, consecutive releases).
+      public: an .npz path with `x` [m, d] and `y` [m], or a tuple (x, y).
+      model_family: the family, for snapshots that do not record it.
+      n: the believed training-set size (of `before`); None = the snapshot's, else estimated.
+      l2: the believed λ on the weights; None = the snapshot's, else estimated.
+      features: "identity" (θ over [x, 1]) or "rff" (θ over random Fourier features of x;
+        `public` and `truth` then hold raw inputs x).
+      rff_params: with "rff": an .npz path with `weights` [F, d] and `phases` [F] (the draw
+        of `features.rff_params`), an `RFFParams`, or a dict of those two arrays.
+      truth: the deleted records, to score every attack: an .npz path with `x` [B, d] (and
+        optionally `y` [B]), a tuple (x, y), or x.
+      sequence: `before`, `after[0]`, `after[1]`, ... are consecutive releases, one record
+        fewer each (`run_audit_sequence`: n drops by one per step).
+      trust_pickle: read .pkl / .pickle / .joblib files (warns: this runs code from them).
+
+    Returns:
+      An `AuditResult` over the deletions; with `sequence`, a list with one `AuditResult`
+      per consecutive pair.
+
+    Raises:
+      InputError: naming the argument (as above: "n", "model_family", "truth", ...).
+    """
+    try:
+        args = (model_family, n, l2, features, rff_params, truth, sequence, trust_pickle)
+        return _front_door(before, after, public, *args)
+    except InputError as err:
+        renamed = _FRONT_DOOR_NAMES.get(err.argument)
+        if renamed is None:
+            raise
+        message = str(err)
+        if message.startswith(f"{err.argument}:"):
+            message = renamed + message[len(err.argument) :]
+        raise type(err)(message, argument=renamed) from err
+
+
+def _front_door(
+    before, after, public, model_family, n, l2, features, rff_params, truth, sequence, trust
+):
+    _validate.choice("features", features, _FEATURES)
+    if features == "identity" and rff_params is not None:
+        raise _validate.fail("rff_params", "only with features 'rff' (--features rff)")
+    feature_params = None
+    if features == "rff":
+        if rff_params is None:
+            raise _validate.fail(
+                "rff_params",
+                "required with features 'rff': an .npz with weights [F, d] and phases [F]",
+            )
+        feature_params = load_rff_params(rff_params)
+    kw = dict(model=model_family, trust_pickle=trust)
+    first = _snapshots.as_snapshot(before, argument="before", **kw)
+    items = list(after) if isinstance(after, list | tuple) else [after]
+    afters = [_snapshots.as_snapshot(a, argument="after", **kw) for a in items]
+    public_x, public_y = _records(public, "public", labels_required=True)
+    truth_x = truth_y = None
+    if truth is not None:
+        truth_x, truth_y = _records(truth, "truth", labels_required=False)
+    common = dict(
+        n_train=n,
+        l2=l2,
+        model=model_family,
+        truth_x=truth_x,
+        truth_y=truth_y,
+        feature_params=feature_params,
+    )
+    if sequence:
+        return run_audit_sequence([first, *afters], public_x, public_y, **common)
+    return run_audit(first, afters, public_x, public_y, **common)
+
+
+def _records(value, argument, *, labels_required):
+    """(x, y) from an .npz path, a tuple (x, y), or (truth only) x."""
+    if isinstance(value, str | os.PathLike):
+        return load_records(os.fspath(value), argument, labels_required=labels_required)
+    if isinstance(value, tuple | list) and len(value) == 2:
+        x, y = value
+    elif labels_required:
+        raise _validate.fail(argument, "need an .npz path or a tuple (x, y)")
+    else:
+        x, y = value, None
+    if labels_required and y is None:
+        raise _validate.fail(argument, "labels y are required")
+    return np.asarray(x), None if y is None else np.asarray(y)
+
+
+def load_rff_params(value, argument: str = "rff_params") -> _features.RFFParams:
+    """The random Fourier draw W [F, d], b [F] (`features.RFFParams`) from an .npz path with
+    arrays `weights` and `phases` (read with allow_pickle=False), an `RFFParams`, or a dict.
+
+    Raises:
+      InputError: an unreadable file, missing arrays, or arrays of the wrong shape, dtype or
+        with non-finite values (naming `argument`).
+    """
+    where = "given"
+    if isinstance(value, str | os.PathLike):
+        where = os.fspath(value)
+        value = _snapshots.read_npz(where, argument)
+    if isinstance(value, Mapping):
+        absent = [k for k in _features.RFFParams._fields if k not in value]
+        if absent:
+            raise _validate.fail(
+                argument,
+                f"{where} lacks array(s) {', '.join(absent)} (the RFF draw: weights [F, d], "
+                f"phases [F]; has {', '.join(value) or 'none'})",
+            )
+        value = (value["weights"], value["phases"])
+    try:
+        weights, phases = (np.asarray(a) for a in value)
+    except (TypeError, ValueError):
+        raise _validate.fail(argument, "need weights [F, d] and phases [F]") from None
+    if (
+        weights.dtype.kind not in "biuf"
+        or phases.dtype.kind not in "biuf"
+        or weights.ndim != 2
+        or phases.shape != (weights.shape[0],)
+        or weights.size == 0
+    ):
+        raise _validate.fail(
+            argument,
+            f"{where}: need real weights [F, d] and phases [F], got {weights.dtype} "
+            f"{list(weights.shape)} and {phases.dtype} {list(phases.shape)}",
+        )
+    if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(phases))):
+        raise _validate.fail(argument, f"{where}: non-finite values")
+    return _features.RFFParams(weights.astype(np.float64), phases.astype(np.float64))
+
+
 def load_records(
     path: str, argument: str, *, labels_required: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -663,8 +976,8 @@ def class_label(result: AuditResult, index) -> Any:
 
 
 def summary(result: AuditResult) -> dict[str, Any]:
-    """audit.json: the snapshots, beliefs and their sources, estimates, and per deletion the
-    label, score, sensitivity and (with the truth) every attack's scores."""
+    """summary.json: the snapshots, features, beliefs and their sources, estimates, and per
+    deletion the label, score, sensitivity and (with the truth) every attack's scores."""
     b, e = result.beliefs, result.estimates
     lo, hi = result.hessian_extremes
     deletions = []
@@ -677,14 +990,7 @@ def summary(result: AuditResult) -> dict[str, Any]:
             "label_spread": float(result.label_spread[i]),
             "n_train_estimate": _num(e.n_train_per_deletion[i]),
         }
-        if result.truth is not None:
-            for name, s in result.truth.items():
-                row[f"{name}_cosine"] = float(s["cosine"][i])
-                row[f"{name}_mse"] = float(s["mse"][i])
-                if s["label_correct"] is not None:
-                    row[f"{name}_label_correct"] = bool(s["label_correct"][i])
-                if s["label_error"] is not None:
-                    row[f"{name}_label_error"] = float(s["label_error"][i])
+        row |= _truth_cells(result.truth, i)
         deletions.append(row)
     out = {
         "before": {
@@ -696,6 +1002,7 @@ def summary(result: AuditResult) -> dict[str, Any]:
             if result.before.classes is None
             else [c.item() for c in result.before.classes],
         },
+        "features": feature_info(result),
         "public_count": result.public_count,
         "beliefs": b._asdict(),
         "estimates": {
@@ -712,17 +1019,57 @@ def summary(result: AuditResult) -> dict[str, Any]:
         "deletions": deletions,
     }
     if result.truth is not None:
-        out["truth"] = {
-            name: _metrics.summarize(s["cosine"])
-            | {
-                "label_accuracy": None
-                if s["label_correct"] is None
-                else float(np.mean(s["label_correct"])),
-                "label_mae": None if s["label_error"] is None else float(np.mean(s["label_error"])),
-            }
-            for name, s in result.truth.items()
-        }
+        out["truth"] = _truth_summary(result.truth)
     return out
+
+
+def sequence_summary(results: Sequence[AuditResult]) -> dict[str, Any]:
+    """summary.json of a sequence of releases: the files in order, one `summary` per step
+    (consecutive pair), and with the truth every attack's scores pooled over the steps."""
+    out = {
+        "sequence": [results[0].before.source] + [r.after_sources[0] for r in results],
+        "steps": [summary(r) for r in results],
+    }
+    if results[0].truth is not None:
+        out["truth"] = _truth_summary(_joined_truth(results))
+    return out
+
+
+def feature_info(result: AuditResult) -> dict[str, Any]:
+    """{"name": "identity"}, or {"name": "rff", "num_features": F, "input_dim": d}."""
+    if result.feature_params is None:
+        return {"name": "identity"}
+    f, d = np.shape(result.feature_params.weights)
+    return {"name": "rff", "num_features": int(f), "input_dim": int(d)}
+
+
+def reconstructions_csv(results: AuditResult | Sequence[AuditResult]) -> str:
+    """reconstructions.csv: one row per deletion: `index`, `before`, `after`, HRec's `label`
+    and `score`, with the truth every attack's `<attack>_cosine`, `<attack>_mse` and
+    `<attack>_label_correct` (1/0; ridge: `<attack>_label_error`), then HRec's reconstructed
+    input `x0` .. `x{d-1}` (shortest round-trip decimals: the csv reproduces the floats)."""
+    results = _as_list(results)
+    rows = []
+    for r in results:
+        x_hat = np.asarray(r.hrec.x_hat)
+        for i, source in enumerate(r.after_sources):
+            label = class_label(r, r.hrec.y_hat[i])
+            row = {
+                "index": len(rows),
+                "before": r.before.source,
+                "after": source,
+                "label": "" if label is None else label,
+                "score": float(r.hrec.score[i]),
+            }
+            for key, value in _truth_cells(r.truth, i).items():
+                row[key] = int(value) if isinstance(value, bool) else value
+            row |= {f"x{k}": float(v) for k, v in enumerate(x_hat[i])}
+            rows.append(row)
+    header = list(rows[0])
+    lines = [",".join(header)]
+    for row in rows:
+        lines.append(",".join(_csv_cell(row[k]) for k in header))
+    return "\n".join(lines) + "\n"
 
 
 def format_report(result: AuditResult) -> str:
@@ -730,8 +1077,8 @@ def format_report(result: AuditResult) -> str:
     b, e = result.beliefs, result.estimates
     lines = [
         f"audit: {result.before.kind or result.before.source} ({result.model.name}, θ "
-        f"{list(result.before.params.shape)}), {len(result.after_sources)} deletion(s), "
-        f"{result.public_count} public samples",
+        f"{list(result.before.params.shape)}, {feature_info(result)['name']} features), "
+        f"{len(result.after_sources)} deletion(s), {result.public_count} public samples",
         f"beliefs: n {b.n_train:.6g} ({b.n_source}); l2 {b.l2:.6g} ({b.l2_source}), "
         f"bias l2 {b.l2_bias:.6g}",
         f"estimates: l2/n {e.l2_per_sample:.3g} (stationarity, residual "
@@ -751,17 +1098,70 @@ def format_report(result: AuditResult) -> str:
     return "\n".join(lines)
 
 
-def arrays(result: AuditResult) -> dict[str, np.ndarray]:
+def arrays(results: AuditResult | Sequence[AuditResult]) -> dict[str, np.ndarray]:
     """reconstruction.npz: every attack's x_hat [B, d], y_hat [B] (class indices), HRec's score
-    and the sensitivity cosines [4, B] in the order of `SENSITIVITY`."""
+    and the sensitivity cosines [4, B] in the order of `SENSITIVITY`; a sequence's steps are
+    concatenated along B."""
+    results = _as_list(results)
     out = {}
     for name in ("hrec", "avg", "maxdiff"):
-        r = getattr(result, name)
-        out[f"{name}_x"] = np.asarray(r.x_hat)
-        out[f"{name}_y"] = np.asarray(r.y_hat)
-    out["hrec_score"] = np.asarray(result.hrec.score)
-    out["sensitivity_cosine"] = np.stack(list(result.sensitivity.values()))
+        out[f"{name}_x"] = np.concatenate([np.asarray(getattr(r, name).x_hat) for r in results])
+        out[f"{name}_y"] = np.concatenate([np.asarray(getattr(r, name).y_hat) for r in results])
+    out["hrec_score"] = np.concatenate([np.asarray(r.hrec.score) for r in results])
+    out["sensitivity_cosine"] = np.concatenate(
+        [np.stack(list(r.sensitivity.values())) for r in results], axis=1
+    )
     return out
+
+
+def _as_list(results) -> list[AuditResult]:
+    return [results] if isinstance(results, AuditResult) else list(results)
+
+
+def _truth_cells(truth, i: int) -> dict[str, Any]:
+    """Deletion i's scores: {"<attack>_cosine": ..., "<attack>_mse": ..., ...}."""
+    row = {}
+    for name, s in (truth or {}).items():
+        row[f"{name}_cosine"] = float(s["cosine"][i])
+        row[f"{name}_mse"] = float(s["mse"][i])
+        if s["label_correct"] is not None:
+            row[f"{name}_label_correct"] = bool(s["label_correct"][i])
+        if s["label_error"] is not None:
+            row[f"{name}_label_error"] = float(s["label_error"][i])
+    return row
+
+
+def _truth_summary(truth) -> dict[str, Any]:
+    return {
+        name: _metrics.summarize(s["cosine"])
+        | {
+            "label_accuracy": None
+            if s["label_correct"] is None
+            else float(np.mean(s["label_correct"])),
+            "label_mae": None if s["label_error"] is None else float(np.mean(s["label_error"])),
+        }
+        for name, s in truth.items()
+    }
+
+
+def _joined_truth(results: Sequence[AuditResult]) -> dict[str, dict[str, Any]]:
+    """The steps' truth scores concatenated over the deletions."""
+    out = {}
+    for name, first in results[0].truth.items():
+        out[name] = {
+            key: None
+            if first[key] is None
+            else np.concatenate([np.asarray(r.truth[name][key]) for r in results])
+            for key in first
+        }
+    return out
+
+
+def _csv_cell(value) -> str:
+    text = repr(value) if isinstance(value, float) else str(value)
+    if any(c in text for c in ',"\n'):
+        text = '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _num(value) -> float | None:
