@@ -1,10 +1,11 @@
 """Privacy–utility–leakage curves (issue 11, (b)): against ε, for output perturbation (exact
-unlearning, Gaussian noise on both releases) and descent-to-delete, HRec's median cosine, the
-released model's test accuracy, and HRec's MSE against the Fisher lower bound on any unbiased
-attacker's MSE (output perturbation).
+unlearning, Gaussian noise on both releases), descent-to-delete and certified removal (objective
+perturbation shared by both releases), HRec's median cosine, the released model's test accuracy,
+and HRec's MSE against the Fisher lower bound on any unbiased attacker's MSE (output
+perturbation).
 
 Command:   python experiments/privacy_curves.py [--smoke] [--data-dir ../shared/data]
-Runtime:   about 3 minutes on a 2-core CPU (digits logistic and softmax, 1,000 train, 50
+Runtime:   about 4 minutes on a 2-core CPU (digits logistic and softmax, 1,000 train, 50
            deletions, 10 values of ε; MNIST softmax with --data-dir: ~10 min more).
 Output:    results/privacy_curves.json and results/privacy_curves.png.
 Headline:  see RESULTS.md "Defences".
@@ -51,6 +52,7 @@ def run(config: Config) -> dict[str, dict]:
         for mechanism, kwargs in (
             ("output-perturbation", {"defense": "output-perturbation"}),
             ("descent-to-delete", {"method": "descent-to-delete"}),
+            ("certified", {"method": "certified"}),
         ):
             points = [
                 _point(sc, jr.make_unlearn(sc, theta, epsilon=e, **kwargs), deleted)
@@ -84,7 +86,7 @@ def plot(results: dict, path: str) -> None:
 
     fig, axes = plt.subplots(len(results), 3, figsize=(13, 3.4 * len(results)), squeeze=False)
     for row, (title, curves) in zip(axes, results.items(), strict=True):
-        for mechanism in ("output-perturbation", "descent-to-delete"):
+        for mechanism in ("output-perturbation", "descent-to-delete", "certified"):
             c = curves[mechanism]
             row[0].semilogx(c["epsilon"], c["hrec"], "o-", label=f"HRec, {mechanism}")
             row[1].semilogx(c["epsilon"], c["test_accuracy"], "o-", label=mechanism)

@@ -161,8 +161,8 @@ def _exact_unlearn(
         if deleted.ndim != 1:
             raise _validate.fail(
                 "deleted",
-                f"the chord kernel removes one record per deletion: pass [B] positions, got "
-                f"shape {deleted.shape}",
+                f"the chord kernel removes one record per deletion: pass [B] positions, or "
+                f"make_unlearn(..., records={deleted.shape[-1]}) for shape {deleted.shape}",
             )
         passes = {} if max_steps is None else {"max_passes": max_steps}
         return _unlearning.unlearn_glm(

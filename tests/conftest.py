@@ -1,4 +1,9 @@
-"""Test configuration: float64 everywhere and no silent rank promotion."""
+"""Test configuration: float64 everywhere, no silent rank promotion, and a persistent
+compilation cache (many tests compile the same kernels at the same shapes: ~20% of the suite's
+time on 2 cores)."""
+
+import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +14,14 @@ from jaxrecon import features, models, solvers, unlearning
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Shared by the xdist workers; keyed by the program, jax version and flags, so it never changes
+# a result. JAXRECON_TEST_CACHE overrides the folder; an empty value turns the cache off.
+_CACHE = os.environ.get(
+    "JAXRECON_TEST_CACHE", str(pathlib.Path(__file__).parent.parent / ".pytest_cache" / "jax")
+)
+if _CACHE:
+    jax.config.update("jax_compilation_cache_dir", _CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
 @pytest.fixture

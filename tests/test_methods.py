@@ -220,6 +220,24 @@ def test_sequence_releases_equal_retraining_of_the_retained_set(digits):
     np.testing.assert_allclose(rest.after[0], seq.after[2], rtol=1e-12)
 
 
+@pytest.mark.parametrize("model", ["ridge", "softmax"])
+def test_requests_of_k_records_equal_retraining_without_them(digits, model):
+    """[B, k] deletions: ridge by a rank-k Woodbury update, softmax by the weight mask."""
+    sc, theta = _fitted(digits, model=model, n_train=120)
+    requests = np.array([[3, 50, 91], [7, 8, 119]])
+    after = unlearners.make_unlearn(sc, theta, records=3)(requests)
+    p, y = np.asarray(sc.train.features), np.asarray(sc.train.labels)
+    for b, request in enumerate(requests):
+        w = np.ones(len(y))
+        w[request] = 0
+        expected = (
+            ref.ridge_solve(p, y, 1.0, w)
+            if model == "ridge"
+            else _retrain(model, p, y, w, start=np.asarray(theta))
+        )
+        np.testing.assert_allclose(after.params[b], expected, rtol=1e-9, atol=1e-11)
+
+
 def test_multi_record_decode_separates_a_sum_of_records(rng):
     k, model = 3, models.softmax_model(5)
     theta = jnp.asarray(0.3 * rng.normal(size=(7, 5)))
