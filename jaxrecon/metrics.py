@@ -28,6 +28,27 @@ def label_correct(y_hat: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.asarray(y_hat) == jnp.asarray(y)
 
 
+def reid_rank(x_hat: jax.Array, candidates: jax.Array, target: jax.Array) -> jax.Array:
+    """Where the deleted record ranks among `candidates` by cosine to its reconstruction, [B].
+
+    x̂ [B, d] against candidates [N, d] (the training set and the public pool: everyone the
+    reconstruction could point at), `target` [B] the deleted record's row in `candidates`.
+    Rank 1 = the reconstruction's nearest candidate is the deleted record itself (it singles the
+    person out); a tie counts against it (rank 1 + every other candidate at least as close).
+    Memory O(chunk·N): the [B, N] similarity matrix is never formed at once.
+    """
+    norms = jnp.linalg.norm(candidates, axis=-1)
+    unit = candidates / jnp.where(norms > 0, norms, 1)[:, None]
+
+    def one(args):
+        x, j = args
+        cos = unit @ (x / jnp.maximum(jnp.linalg.norm(x), jnp.finfo(x.dtype).tiny))
+        others = jnp.sum(cos >= cos[j]) - 1
+        return (1 + others).astype(jnp.int32)
+
+    return jax.lax.map(one, (x_hat, jnp.asarray(target)), batch_size=64)
+
+
 def summarize(cosines: np.ndarray) -> dict[str, float]:
     """Median, 10th percentile and mean of a batch of cosine similarities."""
     cosines = np.asarray(cosines, dtype=np.float64)
@@ -54,3 +75,43 @@ def r2_score(y_hat: jax.Array, y: jax.Array) -> jax.Array:
 def accuracy(y_hat: jax.Array, y: jax.Array) -> jax.Array:
     """Fraction of correct class predictions."""
     return jnp.mean(label_correct(y_hat, y).astype(jnp.result_type(float)))
+
+
+def roc_summary(scores: np.ndarray, is_member: np.ndarray) -> dict[str, float]:
+    """ROC AUC and the TPR at 1% and 0.1% FPR of a membership score (higher = member).
+
+    The ROC curve has one point per distinct score (ties move together), from (0, 0) to (1, 1);
+    the AUC is its trapezoidal area (= P(s_member > s_non-member) + ½ P(tie)), and TPR at FPR α
+    is the best TPR of a threshold whose FPR is at most α, as in Carlini et al. (2022) §4.
+
+    Args:
+      scores: [N] real scores.
+      is_member: [N] bool (or 0/1), with at least one member and one non-member.
+
+    Returns:
+      {"auc", "tpr_at_1pct", "tpr_at_0_1pct"} as floats.
+
+    Raises:
+      ValueError: shapes differ, or one class is missing.
+
+    References:
+      Carlini, N. et al. "Membership Inference Attacks From First Principles", IEEE S&P 2022.
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    is_member = np.asarray(is_member).reshape(-1).astype(bool)
+    if scores.shape != is_member.shape:
+        raise ValueError(f"scores {scores.shape} and is_member {is_member.shape} differ in shape")
+    positives, negatives = int(is_member.sum()), int((~is_member).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError(f"is_member needs both classes, got {positives} members of {scores.size}")
+    order = np.argsort(-scores, kind="stable")
+    s, m = scores[order], is_member[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # the last row of each distinct score
+    tpr = np.r_[0.0, np.cumsum(m)[last] / positives]
+    fpr = np.r_[0.0, np.cumsum(~m)[last] / negatives]
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    return {
+        "auc": auc,
+        "tpr_at_1pct": float(tpr[fpr <= 0.01].max()),
+        "tpr_at_0_1pct": float(tpr[fpr <= 0.001].max()),
+    }

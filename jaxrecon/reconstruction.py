@@ -529,6 +529,8 @@ class Scores(NamedTuple):
       label_error: |ŷ − y| (regression), else None.
       no_signal: the deletion left no trace and the attack answered its prior (attacks whose
         score means that: HRec, informed), else None.
+      reid_rank: the deleted record's rank among the training set and the public pool by cosine
+        to the reconstruction (1 = singled out; `metrics.reid_rank`), or None.
     """
 
     cosine: jax.Array
@@ -536,14 +538,17 @@ class Scores(NamedTuple):
     label_correct: jax.Array | None
     label_error: jax.Array | None
     no_signal: jax.Array | None
+    reid_rank: jax.Array | None = None
 
 
 def score(scenario: Scenario, results: Mapping[str, AttackResult], deleted) -> dict[str, Scores]:
-    """Scores of each attack's reconstructions of the records at `deleted` ([B] positions)."""
+    """Scores of each attack's reconstructions of the records at `deleted` ([B] positions),
+    with the re-identification rank among the training set followed by the public pool."""
     deleted = np.asarray(deleted)
     x_true = scenario.train.x[deleted]
     y_true = scenario.train.labels[deleted]
     regression = scenario.model.task == REGRESSION
+    candidates = jnp.concatenate([scenario.train.x, scenario.public.x])
     out = {}
     for name, result in results.items():
         y_hat = jnp.asarray(result.y_hat)
@@ -554,13 +559,16 @@ def score(scenario: Scenario, results: Mapping[str, AttackResult], deleted) -> d
             label_correct=None if regression else y_hat == y_true,
             label_error=jnp.abs(y_hat - y_true) if regression else None,
             no_signal=jnp.asarray(result.score) == 0 if spec and spec.no_signal else None,
+            reid_rank=_reid_rank_jit(jnp.asarray(result.x_hat), candidates, jnp.asarray(deleted)),
         )
     return out
 
 
 def summarize(scores: Mapping[str, Scores]) -> dict[str, dict[str, Any]]:
     """Per attack: cosine median / p10 / mean, mean MSE, label accuracy (None for regression),
-    and where they apply `no_signal` (a count) and `label_mae` (summary.json `attacks`)."""
+    `reidentification` (the share of deletions whose reconstruction's nearest candidate is the
+    deleted record), and where they apply `no_signal` (a count) and `label_mae` (summary.json
+    `attacks`)."""
     out = {}
     for name, s in scores.items():
         row = _metrics.summarize(np.asarray(s.cosine)) | {
@@ -569,6 +577,8 @@ def summarize(scores: Mapping[str, Scores]) -> dict[str, dict[str, Any]]:
             if s.label_correct is None
             else float(np.mean(np.asarray(s.label_correct))),
         }
+        if s.reid_rank is not None:
+            row["reidentification"] = float(np.mean(np.asarray(s.reid_rank) == 1))
         if s.no_signal is not None:
             row["no_signal"] = int(np.sum(np.asarray(s.no_signal)))
         if s.label_error is not None:
@@ -584,6 +594,7 @@ def _run_attack(attack: Attack, thetas_after: jax.Array, deleted: jax.Array):
 # The outermost jit of the convenience calls, and of the shared set-up steps.
 _attack_batch = jax.jit(_run_attack)
 _attacker_hessian_jit = jax.jit(attacker_hessian)
+_reid_rank_jit = jax.jit(_metrics.reid_rank)
 _shadow_updates_jit = jax.jit(
     _shadow.shadow_updates,
     static_argnames=("model", "num_shadow", "shadow_size", "deletions_per_shadow", "linear_solver"),

@@ -189,12 +189,15 @@ def _attack_columns(rows, name, scores, outcome, task, request) -> None:
     cos, err = np.asarray(scores.cosine), np.asarray(scores.mse)
     y_hat = np.asarray(outcome.results[name].y_hat)
     correct = None if scores.label_correct is None else np.asarray(scores.label_correct)
+    rank = None if scores.reid_rank is None else np.asarray(scores.reid_rank)
     bound = None if outcome.fisher is None else np.asarray(outcome.fisher)[request]
     for i, row in enumerate(rows):
         row[f"{name}_cosine"] = float(cos[i])
         row[f"{name}_mse"] = float(err[i])
         row[f"{name}_label"] = _label_value(y_hat[i], task)
         row[f"{name}_label_correct"] = None if correct is None else int(correct[i])
+        if rank is not None:
+            row[f"{name}_reid_rank"] = int(rank[i])
         if bound is not None:
             row[f"{name}_mse_over_bound"] = float(err[i] / bound[i])
 

@@ -23,6 +23,8 @@ def test_default_digits_run_meets_acceptance(model):
     assert hrec > s["attacks"]["avg"]["cosine_median"]
     assert hrec > s["attacks"]["maxdiff"]["cosine_median"]
     assert s["unlearning"]["max_grad_norm"] <= 1e-8
+    # HRec singles the deleted digit out among 1,617 candidates; Avg's one guess cannot.
+    assert s["attacks"]["hrec"]["reidentification"] > 0.5 > s["attacks"]["avg"]["reidentification"]
     if model == "softmax":
         assert s["attacks"]["hrec"]["label_accuracy"] >= 0.9
     if model == "ridge":
@@ -96,10 +98,14 @@ def test_every_attack_reports_with_the_same_keys(tmp_path):
     result = pipeline.run(config, progress=False)
     assert set(result.summary["attacks"]) == set(pipeline.ATTACKS)
     for name in pipeline.ATTACKS:
-        assert {"cosine_median", "cosine_p10", "cosine_mean", "label_accuracy"} <= set(
-            result.summary["attacks"][name]
-        )
-        assert f"{name}_cosine" in result.rows[0]
+        assert {
+            "cosine_median",
+            "cosine_p10",
+            "cosine_mean",
+            "label_accuracy",
+            "reidentification",
+        } <= set(result.summary["attacks"][name])
+        assert f"{name}_cosine" in result.rows[0] and f"{name}_reid_rank" in result.rows[0]
         assert result.arrays[f"recon_{name}"].shape == (4, 64)
     # The informed adversary knows every other record: exact for a GLM trained to round-off.
     assert result.summary["attacks"]["informed"]["cosine_median"] > 1 - 1e-6

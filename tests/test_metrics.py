@@ -30,3 +30,18 @@ def test_summaries_and_scores():
     assert float(metrics.accuracy(jnp.asarray([0, 1, 1]), jnp.asarray([0, 1, 0]))) == pytest.approx(
         2 / 3
     )
+
+
+def test_reid_rank_matches_a_numpy_loop(rng):
+    candidates = rng.normal(size=(150, 6))
+    candidates[7] = candidates[3]  # an exact duplicate: the tie counts against the target
+    target = np.array([3, 10, 42, 149, 0] * 30)  # 150 rows: more than one lax.map batch
+    x_hat = candidates[target] + 0.7 * rng.normal(size=(len(target), 6))
+    ranks = np.asarray(metrics.reid_rank(jnp.asarray(x_hat), jnp.asarray(candidates), target))
+    unit = candidates / np.linalg.norm(candidates, axis=1, keepdims=True)
+    for b, j in enumerate(target):
+        cos = unit @ (x_hat[b] / np.linalg.norm(x_hat[b]))
+        assert ranks[b] == 1 + np.sum(cos >= cos[j]) - 1
+    assert np.all(ranks[target == 3] >= 2)  # its twin is always as close
+    exact = np.asarray(metrics.reid_rank(jnp.asarray(candidates[[10, 42]]), candidates, [10, 42]))
+    np.testing.assert_array_equal(exact, [1, 1])

@@ -9,9 +9,18 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def _run(path, extra_code=""):
-    """Executes the notebook, then `extra_code` in the same kernel; returns that cell's stdout."""
+def _run(path, extra_code="", parameters=None):
+    """Executes the notebook, then `extra_code` in the same kernel; returns that cell's stdout.
+
+    `parameters` (name -> value) are assigned in a cell inserted after the one tagged
+    "parameters", as papermill would, so a test can run a notebook as a user with their own
+    settings would.
+    """
     nb = nbformat.read(path, as_version=4)
+    if parameters:
+        at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+        assign = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
+        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(assign))
     client = NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
@@ -57,3 +66,55 @@ def test_audit_sklearn_runs_in_a_kernel_and_hrec_wins():
     assert 500 < n_train < 2000  # n = 1,000, estimated from the updates
     # Issue 14's acceptance: one release pair of multinomial lbfgs models, read from skops files.
     assert pair_cosine >= 0.95 and pair_label == 1
+
+
+def test_walkthrough_runs_in_a_kernel_and_reconstructs_the_deleted_digit():
+    path = next(p for p in NOTEBOOKS if p.name == "walkthrough.ipynb")
+    out = _run(
+        path,
+        "print(cosine(g, true_grad), cosines['hrec'], cosines['avg'], cosines['maxdiff'], by_hand,"
+        " int(recon['hrec'].y_hat[0] == y_j), summary['hrec']['cosine_median'],"
+        " summary['avg']['cosine_median'])",
+    )
+    g_cos, hrec, avg, maxdiff, by_hand, label, hrec_median, avg_median = map(float, out.split())
+    # g = Ĥ(θ⁻ − θ⁺) points along ∇ℓ(θ⁺; z_j), so p̂ = g / g_bias is the deleted digit.
+    assert g_cos > 0.98 and hrec > 0.95 and label == 1
+    assert hrec > avg + 0.1 and hrec > maxdiff
+    assert by_hand < 1e-10  # the hand computation is the library's HRec
+    assert hrec_median > 0.95 and hrec_median > avg_median + 0.1
+
+
+def test_bring_your_own_data_runs_on_the_example_npz_and_hrec_wins():
+    path = next(p for p in NOTEBOOKS if p.name == "bring_your_own_data.ipynb")
+    out = _run(
+        path,
+        "print(summary['hrec']['cosine_median'], summary['avg']['cosine_median'],"
+        " summary['maxdiff']['cosine_median'], summary['hrec']['label_accuracy'], len(data.x),"
+        " int(data.image_shape == (8, 8)))",
+    )
+    hrec, avg, maxdiff, labels, pooled, is_image = map(float, out.split())
+    assert hrec > 0.95 and hrec > avg + 0.1 and hrec > maxdiff and labels >= 0.9
+    assert pooled == 1200 and is_image  # x_train and x_test pooled; uint8 [8, 8] are images
+
+
+def test_bring_your_own_data_reads_the_users_file(tmp_path):
+    """A user's float, flat, three-class file without test arrays, through the parameter cell."""
+    import numpy as np
+
+    import jaxrecon as jr
+
+    digits = jr.load_digits()
+    mine = tmp_path / "mine.npz"
+    x, y = np.asarray(digits.x[:900], np.float64), np.asarray(digits.y[:900]) % 3
+    np.savez(mine, x_train=x, y_train=y.astype(np.int32))
+    path = next(p for p in NOTEBOOKS if p.name == "bring_your_own_data.ipynb")
+    params = {"PATH": str(mine), "MODEL": "softmax", "N_TRAIN": 300, "DELETIONS": 20}
+    out = _run(
+        path,
+        "print(summary['hrec']['cosine_median'], summary['avg']['cosine_median'], len(data.x),"
+        " data.num_classes, int(data.image_shape is None))",
+        parameters=params,
+    )
+    hrec, avg, pooled, classes, flat = map(float, out.split())
+    assert pooled == 900 and classes == 3 and flat
+    assert hrec > 0.95 and hrec > avg + 0.1
