@@ -52,3 +52,24 @@ def test_multi_record_smoke():
     exp = _load(ROOT / "experiments" / "multi_record.py")
     results = exp.run(exp.get_config(smoke=True))["records_per_request"]
     assert set(results) == {1, 2} and results[2]["hrec"][0] > 0.8
+
+
+def test_model_quality_smoke():
+    exp = _load(ROOT / "experiments" / "model_quality.py")
+    results = exp.run(exp.get_config(smoke=True))["digits"]
+    for features in ("identity", "rff"):
+        assert 0 < results["ridge"][features]["r2"] < 1
+        assert results["logistic"][features]["accuracy"] > 0.8
+        assert 0 < results["logistic"][features]["macro_f1"] <= 1
+    assert exp.markdown_table({"digits": results}).count("\n") == 4
+
+
+def test_membership_inference_smoke(tmp_path):
+    exp = _load(ROOT / "experiments" / "membership_inference.py")
+    results = exp.run(exp.get_config(smoke=True))
+    attacks = results["attacks"]
+    assert attacks["pair"]["auc"] > 0.9
+    assert attacks["pair"]["auc"] > attacks["loss"]["auc"]
+    assert results["hrec_cosine_median"] > 0.9
+    exp.plot(results, tmp_path / "roc.png")
+    assert (tmp_path / "roc.png").stat().st_size > 0

@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from jaxrecon import metrics
 
@@ -45,3 +46,16 @@ def test_reid_rank_matches_a_numpy_loop(rng):
     assert np.all(ranks[target == 3] >= 2)  # its twin is always as close
     exact = np.asarray(metrics.reid_rank(jnp.asarray(candidates[[10, 42]]), candidates, [10, 42]))
     np.testing.assert_array_equal(exact, [1, 1])
+
+
+def test_roc_summary_matches_sklearn():
+    rng = np.random.default_rng(0)
+    for n in (7, 300, 4000):
+        is_member = rng.random(n) < 0.3
+        is_member[:2] = (True, False)
+        scores = np.round(rng.normal(size=n) + is_member, 1)  # rounded: ties count half
+        summary = metrics.roc_summary(scores, is_member)
+        assert abs(summary["auc"] - roc_auc_score(is_member, scores)) <= 1e-12
+        assert 0 <= summary["tpr_at_0_1pct"] <= summary["tpr_at_1pct"] <= 1
+    perfect = metrics.roc_summary(np.arange(10.0), np.arange(10) >= 5)
+    assert perfect == {"auc": 1.0, "tpr_at_1pct": 1.0, "tpr_at_0_1pct": 1.0}
