@@ -9,8 +9,9 @@ score = log Φ((φ(θ⁺; z) − μ_z)/σ); (c) the pair attack, score = cos(Ĥ(
 the attacker's public Hessian Ĥ: positives = each deletion's own record, negatives = every
 other training and public record under that pair. HRec's median cosine is reported beside them.
 
-Command:   python experiments/membership_inference.py [--smoke]
-           (writes results/membership_inference.json and results/membership_inference.png)
+Command:   python experiments/membership_inference.py [--smoke] [--seed S]
+           (writes results/membership_inference.json, _seed<S>.json for S > 0, and
+           results/membership_inference.png)
 Runtime:   50 s to 2 min on a shared 2-core CPU (digits softmax, 1,000 train, 200 deletions, 16
            shadows; most of it dense Newton solves).
 Headline:  on θ⁺ alone membership barely shows: AUC 0.53 (loss) and 0.54 (LiRA), TPR <= 0.02
@@ -145,9 +146,13 @@ def markdown_table(results: dict) -> str:
 
 def main() -> None:
     jax.config.update("jax_enable_x64", True)
-    results = run(get_config(smoke="--smoke" in sys.argv))
+    config = get_config(smoke="--smoke" in sys.argv)
+    if "--seed" in sys.argv:  # roles, deletions and shadow halves
+        config = dataclasses.replace(config, seed=int(sys.argv[sys.argv.index("--seed") + 1]))
+    results = run(config)
     os.makedirs("results", exist_ok=True)
-    with open("results/membership_inference.json", "w") as f:
+    suffix = f"_seed{config.seed}" if config.seed else ""
+    with open(f"results/membership_inference{suffix}.json", "w") as f:
         json.dump({k: v for k, v in results.items() if k != "curves"}, f, indent=2)
     plot(results, "results/membership_inference.png")
     print(markdown_table(results))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -64,8 +65,9 @@ class AttackSpec(NamedTuple):
       apply: (context, θ⁻ [B, ...], deleted [B] or [B, k]) -> `AttackResult` batched over B
         (with a record axis [B, k, ...] when deleted is [B, k]); jittable.
       title: its name in figures.
-      prepare: (scenario, attacker, θ⁺, key) -> state, run once before the deletions (shadow
-        models, a decoder); None when there is nothing to prepare.
+      prepare: (scenario, attacker, θ⁺, key, **options) -> state, run once before the deletions
+        (shadow models, a decoder); its keyword-only arguments are the options `prepare_attack`
+        accepts; None when there is nothing to prepare.
       uses_hessian: it reads `hessian_matvec` (the attacker then forms Ĥ once for small P).
       no_signal: score 0 means the deletion left no trace and the answer is the prior (counted
         as `no_signal` in summaries).
@@ -186,13 +188,35 @@ UPDATES_LEAK_SHADOWS = 8
 UPDATES_LEAK_DELETIONS = 50
 
 
-def _updates_leak_prepare(scenario, attacker, params, key) -> UpdatesLeakState:
+def _updates_leak_prepare(
+    scenario: Scenario,
+    attacker: Attacker,
+    params: jax.Array,
+    key: jax.Array,
+    *,
+    probes: int = UPDATES_LEAK_PROBES,
+    shadows: int = UPDATES_LEAK_SHADOWS,
+    deletions_per_shadow: int = UPDATES_LEAK_DELETIONS,
+) -> UpdatesLeakState:
     """Salem et al. (2020) from public data only: shadow models of the target's family trained
     on subsets of the public pool (minus a fixed probe set), their own exact deletions
     (`shadow.shadow_updates`, vmapped over shadows and deletions), and a decoder from update
-    signatures (posterior changes on the probes) to the deleted records."""
+    signatures (posterior changes on the probes) to the deleted records.
+
+    Args:
+      scenario, attacker, params, key: as `AttackSpec.prepare`.
+      probes: r, the first r public samples form the probe set (the paper probes with 100).
+      shadows: S, shadow models.
+      deletions_per_shadow: k, exact deletions per shadow (capped at the shadow's size); the
+        decoder trains on S·k signatures.
+
+    Raises:
+      InputError: an option below 1, or fewer than probes + 10 public samples.
+    """
+    _validate.integer("probes", probes, minimum=1)
+    _validate.integer("shadows", shadows, minimum=1)
+    _validate.integer("deletions_per_shadow", deletions_per_shadow, minimum=1)
     model, public = scenario.model, attacker.public
-    probes = UPDATES_LEAK_PROBES
     m = public.features.shape[0]
     if m < probes + 10:
         raise _validate.fail(
@@ -202,16 +226,16 @@ def _updates_leak_prepare(scenario, attacker, params, key) -> UpdatesLeakState:
     size = min(int(attacker.n_train), max(2, (3 * (m - probes)) // 4))
     k_shadow, k_decoder = jax.random.split(key)
     solver = "dense" if scenario.param_count <= DENSE_LIMIT else "cg"
-    shadows = _shadow_updates_jit(
+    data = _shadow_updates_jit(
         k_shadow,
         model,
         pool.features,
         pool.labels,
         pool.x,
         public.features[:probes],
-        num_shadow=UPDATES_LEAK_SHADOWS,
+        num_shadow=shadows,
         shadow_size=size,
-        deletions_per_shadow=min(UPDATES_LEAK_DELETIONS, size),
+        deletions_per_shadow=min(deletions_per_shadow, size),
         l2=attacker.l2,
         linear_solver=solver,
     )
@@ -221,7 +245,7 @@ def _updates_leak_prepare(scenario, attacker, params, key) -> UpdatesLeakState:
         lambda k, s, x, y: _attacks.fit_updates_leak_decoder(
             k, s, x, y, num_classes=num_classes, lower=lower, upper=upper
         )
-    )(k_decoder, shadows.signatures, shadows.targets, shadows.labels)
+    )(k_decoder, data.signatures, data.targets, data.labels)
     return UpdatesLeakState(decoder, public.features[:probes])
 
 
@@ -422,15 +446,44 @@ def check_attack_names(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def prepare_attack(
-    scenario: Scenario, params: jax.Array, name: str, attacker: Attacker | None = None
+    scenario: Scenario,
+    params: jax.Array,
+    name: str,
+    attacker: Attacker | None = None,
+    **options: Any,
 ) -> Any:
-    """The prepared state of attack `name` (None when it needs none), e.g. Updates-Leak's."""
+    """The prepared state of attack `name` (None when it needs none), e.g. Updates-Leak's.
+
+    Args:
+      scenario: the scenario.
+      params: θ⁺.
+      name: a key of `ATTACKS`.
+      attacker: the attacker's knowledge (default `scenario.attacker`, the truth).
+      **options: keyword options of the attack's `prepare`, e.g. Updates-Leak's `probes`,
+        `shadows` and `deletions_per_shadow` (defaults `UPDATES_LEAK_*`).
+
+    Raises:
+      InputError: an unknown attack, an option the attack does not take, or a bad value.
+    """
     _validate.choice("attacks", name, ATTACKS)
     spec = ATTACKS[name]
+    allowed = _prepare_options(spec.prepare)
+    for option in options:
+        if option not in allowed:
+            choices = ", ".join(allowed) or "none"
+            raise _validate.fail(option, f"not an option of attack {name!r}; options: {choices}")
     if spec.prepare is None:
         return None
     attacker = scenario.attacker if attacker is None else attacker
-    return spec.prepare(scenario, attacker, params, subkey(scenario.key, "attack"))
+    return spec.prepare(scenario, attacker, params, subkey(scenario.key, "attack"), **options)
+
+
+def _prepare_options(prepare: Callable[..., Any] | None) -> tuple[str, ...]:
+    """The keyword-only options of an attack's `prepare` (none without one)."""
+    if prepare is None:
+        return ()
+    parameters = inspect.signature(prepare).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 def attacker_hessian_matvec(

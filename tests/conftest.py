@@ -2,8 +2,10 @@
 compilation cache (many tests compile the same kernels at the same shapes: ~20% of the suite's
 time on 2 cores)."""
 
+import importlib.util
 import os
 import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -74,3 +76,13 @@ def newton_step(model, theta, p, y, j, l2=0.5):
     g = models.gradient(model, theta, p, y, l2=l2, weights=w)
     after = theta - jnp.linalg.solve(h, g.reshape(-1)).reshape(theta.shape)
     return after, lambda v: (h @ v.reshape(-1)).reshape(v.shape), w
+
+
+def load_experiment(name):
+    """experiments/<name>.py as a module (the drivers are scripts, not a package)."""
+    path = pathlib.Path(__file__).resolve().parent.parent / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

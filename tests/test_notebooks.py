@@ -118,3 +118,26 @@ def test_bring_your_own_data_reads_the_users_file(tmp_path):
     hrec, avg, pooled, classes, flat = map(float, out.split())
     assert pooled == 900 and classes == 3 and flat
     assert hrec > 0.95 and hrec > avg + 0.1
+
+
+def test_reproduce_figures_runs_the_image_drivers_smoke_configs(tmp_path):
+    """The image CDF and grid drivers' smoke configs (digits, RFF cross-entropy), through the
+    notebook a reader starts from; the other drivers' smoke runs are in test_experiments.py."""
+    path = next(p for p in NOTEBOOKS if p.name == "reproduce_figures.ipynb")
+    params = {"FIGURES": ("image_cdfs", "image_grids"), "OUT": str(tmp_path)}
+    out = _run(
+        path,
+        "r = results['image_cdfs']['digits']['softmax/rff']\n"
+        "g = results['image_grids']['digits']\n"
+        "import numpy as np\n"
+        "print(r['attacks']['hrec']['cosine_median'], r['attacks']['avg']['cosine_median'],"
+        " r['attacks']['maxdiff']['cosine_median'], r['max_grad_norm'],"
+        " np.median(g['cosines']['hrec']), np.median(g['cosines']['maxdiff']),"
+        " len(set(g['hrec_labels'])))",
+        parameters=params,
+    )
+    hrec, avg, maxdiff, grad_norm, grid_hrec, grid_maxdiff, labels = map(float, out.split())
+    assert hrec > avg + 0.1 and hrec > maxdiff and grad_norm <= 1e-8
+    assert grid_hrec > grid_maxdiff and labels == 10  # one deleted image per class, each labelled
+    for name in ("image_cdfs.png", "image_grid_digits.png"):
+        assert (tmp_path / name).stat().st_size > 10_000

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import make_problem
+from conftest import load_experiment, make_problem
 from jaxrecon import attacks, metrics, models, shadow
 
 
@@ -93,3 +93,105 @@ def test_shadow_updates_smoke(rng):
             deletions_per_shadow=6,
             l2=1.0,
         )
+
+
+@pytest.fixture(scope="module")
+def digits_scenario():
+    """A small softmax scenario on digits: 40 training and 60 public records."""
+    from jaxrecon import data, scenario
+
+    sc = scenario.make_scenario(
+        data.load_digits(), model="softmax", n_train=40, n_public=60, key=jax.random.key(0)
+    )
+    return sc, jax.jit(scenario.fit)(sc).params
+
+
+def _prepare(sc, theta, **options):
+    from jaxrecon.reconstruction import prepare_attack
+
+    return prepare_attack(sc, theta, "updates-leak", **options)
+
+
+class _Stop(Exception):
+    """Ends a preparation once its shadow-stage arguments are seen (skips compiling it)."""
+
+
+def test_updates_leak_options_change_the_prepared_state(digits_scenario, monkeypatch):
+    from jaxrecon import reconstruction
+
+    sc, theta = digits_scenario
+    seen, original = [], reconstruction._shadow_updates_jit
+
+    def spy(*args, stop=False, **kwargs):
+        data = None if stop else original(*args, **kwargs)
+        seen.append((args[5].shape[0], kwargs["num_shadow"], kwargs["deletions_per_shadow"], data))
+        if stop:
+            raise _Stop
+        return data
+
+    monkeypatch.setattr(
+        reconstruction, "_shadow_updates_jit", lambda *a, **k: spy(*a, stop=True, **k)
+    )
+    with pytest.raises(_Stop):
+        _prepare(sc, theta)  # the defaults, 50 deletions capped at the shadow size (21)
+    defaults = (reconstruction.UPDATES_LEAK_PROBES, reconstruction.UPDATES_LEAK_SHADOWS, 21)
+    assert seen[-1][:3] == defaults
+    monkeypatch.setattr(reconstruction, "_shadow_updates_jit", spy)
+    state = _prepare(sc, theta, probes=12, shadows=3, deletions_per_shadow=4)
+    assert seen[-1][:3] == (12, 3, 4)
+    # S·k shadow deletions, each signature the change of 12 probes x 10 class probabilities.
+    assert seen[-1][3].signatures.shape == (3 * 4, 12 * 10)
+    np.testing.assert_array_equal(state.probe_features, sc.public.features[:12])
+    assert state.decoder.in_mean.shape == (12 * 10,)
+    attack = reconstruction.make_attack(sc, theta, ["updates-leak"], states={"updates-leak": state})
+    result = attack(jnp.stack([theta, theta]), np.array([0, 1]))["updates-leak"]
+    assert result.x_hat.shape == (2, 64) and bool(jnp.all(jnp.isfinite(result.x_hat)))
+
+
+def test_updates_leak_vs_hrec_driver_smoke(tmp_path):
+    """experiments/updates_leak_vs_hrec.py's smoke config (here, not in test_experiments.py: it
+    reuses the shadow stage compiled for the options test above, same shapes)."""
+    exp = load_experiment("updates_leak_vs_hrec")
+    config = exp.get_config(smoke=True)
+    assert exp.get_config().dataset == "digits"  # no data dir: the embedded digits
+    assert exp.get_config(data_dir="data").dataset == "cifar10"
+    results = exp.run(config)
+    attacks = results["attacks"]
+    assert set(attacks) == {"hrec", "avg", "maxdiff", "updates-leak-S3"}
+    assert attacks["hrec"]["cosine_median"] > attacks["avg"]["cosine_median"] + 0.05
+    assert attacks["hrec"]["label_accuracy"] == 1.0
+    for a in attacks.values():
+        assert a["cosine_p10"] <= a["cosine_median"] <= a["cosine_p90"]
+    assert all(len(c) == config.deletions for c in results["cosines"].values())
+    assert "| updates-leak-S3 |" in exp.markdown_table(results)
+    exp.plot(results, tmp_path / "ul.png")
+    assert (tmp_path / "ul.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("options", "name", "says"),
+    [
+        ({"probes": 0}, "probes", "got 0"),
+        ({"shadows": 1.5}, "shadows", "got 1.5"),
+        ({"deletions_per_shadow": True}, "deletions_per_shadow", "got True"),
+        ({"shadow": 4}, "shadow", "not an option of attack 'updates-leak'"),
+        ({"probes": 51}, "attacks", "at least 61 public samples, got 60"),
+    ],
+)
+def test_updates_leak_bad_options_raise(digits_scenario, options, name, says):
+    from jaxrecon.errors import InputError
+
+    sc, theta = digits_scenario
+    with pytest.raises(InputError, match=f"^{name}: ") as info:
+        _prepare(sc, theta, **options)
+    assert info.value.argument == name and says in str(info.value)
+
+
+def test_prepare_attack_rejects_options_of_attacks_without_preparation(digits_scenario):
+    from jaxrecon.errors import InputError
+    from jaxrecon.reconstruction import prepare_attack
+
+    sc, theta = digits_scenario
+    assert prepare_attack(sc, theta, "hrec") is None
+    with pytest.raises(InputError, match="^probes: not an option of attack 'hrec'; options: none"):
+        prepare_attack(sc, theta, "hrec", probes=4)
