@@ -30,6 +30,7 @@ import jax
 import numpy as np
 
 import jaxrecon as jr
+from jaxrecon import plots
 
 ATTACKS = ("hrec", "avg", "maxdiff")
 
@@ -128,31 +129,13 @@ def markdown_table(results: dict) -> str:
 def plot(results: dict, path) -> None:
     """A grid of cosine CDFs (all seeds pooled): rows = model variants, columns = data set ×
     features; a curve further right is a stronger attack."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = list(next(iter(results.values())))
     row_names = list(dict.fromkeys(k.split("/")[0] for k in keys))
     col_names = [(d, f) for d in results for f in dict.fromkeys(k.split("/")[1] for k in keys)]
-    fig, axes = plt.subplots(len(row_names), len(col_names), squeeze=False,
-                             figsize=(3 * len(col_names), 2.3 * len(row_names)))  # fmt: skip
-    for i, row in enumerate(row_names):
-        for j, (name, features) in enumerate(col_names):
-            ax, r = axes[i, j], results[name][f"{row}/{features}"]
-            for attack, values in r["cosines"].items():
-                xs, ys = jr.empirical_cdf(np.asarray(values))
-                ax.step(xs, ys, where="post", label=f"{attack} {r['mean'][attack]:.2f}")
-            ax.set_title(f"{name.split(':')[0]} {row} {features}", fontsize=8)
-            ax.set_xlim(min(0.0, ax.get_xlim()[0]), 1.0)
-            ax.legend(fontsize=6, loc="upper left")
-            ax.grid(alpha=0.3)
-    for ax in axes[-1]:
-        ax.set_xlabel("cosine to the deleted record", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plots.cdf_grid([[(f"{name.split(':')[0]} {row} {features}",
+                      results[name][f"{row}/{features}"]["cosines"])
+                     for name, features in col_names] for row in row_names],
+                   str(path), xlabel="cosine to the deleted record")  # fmt: skip
 
 
 def main() -> None:

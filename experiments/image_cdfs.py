@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 import jaxrecon as jr
+from jaxrecon import plots
 
 MODELS = (("softmax", "identity"), ("ridge-onehot", "rff"), ("softmax", "rff"))
 TITLES = {"softmax/identity": "linear CE", "ridge-onehot/rff": "RFF ridge", "softmax/rff": "RFF CE"}
@@ -118,28 +119,9 @@ def markdown_table(results: dict) -> str:
 
 def plot(results: dict, path: str) -> None:
     """A grid of cosine CDFs: rows = data sets, columns = models (lower curve = stronger)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows, cols = len(results), max(len(m) for m in results.values())
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
-    for i, (name, models) in enumerate(results.items()):
-        for j, (model, r) in enumerate(models.items()):
-            ax = axes[i, j]
-            for attack, values in r["cosines"].items():
-                xs, ys = jr.empirical_cdf(np.asarray(values))
-                ax.step(xs, ys, where="post", label=f"{attack} {np.median(values):.2f}")
-            ax.set_title(f"{name}: {TITLES.get(model, model)}", fontsize=9)
-            ax.set_xlim(min(0.0, ax.get_xlim()[0]), 1.0)
-            ax.legend(fontsize=7, loc="upper left")
-            ax.grid(alpha=0.3)
-    for ax in axes[-1]:
-        ax.set_xlabel("cosine to the deleted image")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    plots.cdf_grid([[(f"{name}: {TITLES.get(model, model)}", r["cosines"])
+                     for model, r in models.items()] for name, models in results.items()],
+                   path, xlabel="cosine to the deleted image")  # fmt: skip
 
 
 def main() -> None:

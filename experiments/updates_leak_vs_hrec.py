@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 import jaxrecon as jr
+from jaxrecon import plots
 from jaxrecon.reconstruction import prepare_attack
 
 
@@ -105,20 +106,8 @@ def markdown_table(results: dict) -> str:
 
 def plot(results: dict, path: str) -> None:
     """Empirical CDFs of each attack's cosine similarity to the deleted record."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, cosines in results["cosines"].items():
-        ax.step(*jr.empirical_cdf(np.asarray(cosines)), where="post", label=name)
-    ax.set(xlabel="cosine similarity to the deleted record", ylabel="share of deletions",
-           title=f"{results['config']['dataset']}: Updates-Leak vs HRec")  # fmt: skip
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    title = f"{results['config']['dataset']}: Updates-Leak vs HRec"
+    plots.cdf_plot(results["cosines"], str(path), title=title)
 
 
 def main() -> None:

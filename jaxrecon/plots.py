@@ -13,25 +13,54 @@ import numpy as np  # noqa: E402
 from jaxrecon.metrics import empirical_cdf  # noqa: E402
 
 
-def cdf_plot(cosines: Mapping[str, np.ndarray], path: str, *, title: str = "") -> None:
-    """Empirical CDF of the cosine similarity per attack (lower curve = stronger attack)."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+def cdf_axes(ax, cosines: Mapping[str, np.ndarray], *, title: str = "", fontsize: int = 8) -> None:
+    """One panel: the empirical CDF of the cosine similarity per attack, labelled with its median
+    (lower curve = stronger attack); the x axis ends at 1 and starts at 0 or the lowest value."""
     for name, values in cosines.items():
-        xs, ys = empirical_cdf(values)
+        xs, ys = empirical_cdf(np.asarray(values))
         ax.step(
             np.concatenate([[xs[0]], xs]),
             np.concatenate([[0.0], ys]),
             where="post",
             label=f"{name} (median {np.median(values):.3f})",
         )
-    ax.set_xlabel("cosine similarity to the deleted record")
-    ax.set_ylabel("fraction of deletions")
+    ax.set_xlim(min(0.0, ax.get_xlim()[0]), 1.0)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(title or "Reconstruction CDF (lower curve = stronger attack)", fontsize=9)
+    ax.legend(loc="upper left", fontsize=fontsize - 1)
+    ax.set_title(title, fontsize=fontsize + 1)
+
+
+def cdf_plot(cosines: Mapping[str, np.ndarray], path: str, *, title: str = "") -> None:
+    """Empirical CDF of the cosine similarity per attack (lower curve = stronger attack)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    cdf_axes(ax, cosines, title=title or "Reconstruction CDF (lower curve = stronger attack)")
+    ax.set_xlabel("cosine similarity to the deleted record")
+    ax.set_ylabel("fraction of deletions")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cdf_grid(
+    panels: Sequence[Sequence[tuple[str, Mapping[str, np.ndarray]]]],
+    path: str,
+    *,
+    xlabel: str = "cosine similarity to the deleted record",
+) -> None:
+    """A grid of `cdf_axes` panels: `panels[row][col]` = (title, {attack: cosines})."""
+    rows, cols = len(panels), max(len(row) for row in panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.5 * rows), squeeze=False)
+    for i, row in enumerate(panels):
+        for j in range(cols):
+            if j < len(row):
+                cdf_axes(axes[i, j], row[j][1], title=row[j][0], fontsize=7)
+            else:
+                axes[i, j].axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
