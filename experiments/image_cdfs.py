@@ -10,7 +10,11 @@ Command:   python experiments/image_cdfs.py [--smoke] [--data-dir ../shared/data
            (without --data-dir: the embedded digits with 1,024 features; with it: MNIST,
            Fashion-MNIST and CIFAR-10 from local copies)
 Output:    results/image_cdfs.json, results/image_cdfs.png (one panel per data set × model).
-Runtime:   see RESULTS.md "Image CDFs" (tens of minutes for the three image sets on a 2-core CPU).
+Runtime:   --data-dir (2,000 train, 2,000 public, 20 deletions per setting): 51 min on 2
+           shared CPU cores, 38 of them CIFAR-10's two RFF settings (inverting 4,096 features
+           to 3,072 pixels); peak RSS 7.5 GB.
+Headline:  HRec beats Avg and MaxDiff for every data set × model: median 0.887-0.999 on MNIST
+           and Fashion-MNIST, 0.940 / 0.961 / 0.992 on CIFAR-10 (Avg 0.897, MaxDiff <= 0.871).
 """
 
 import dataclasses
@@ -76,11 +80,12 @@ def run_one(pool, model: str, features: str, config: Config) -> dict:
         chunks.append(jr.score(sc, attack(after.params, deleted), deleted))
         grad_norm = max(grad_norm, float(after.grad_norm.max()))
     scores = jax.tree.map(lambda *parts: np.concatenate(parts), *chunks)
+    summary = jr.summarize(scores)
     return {
         "utility": jr.utility(sc, theta)._asdict(),
         "max_grad_norm": grad_norm,
-        "attacks": {name: jr.summarize(scores)[name] for name in config.attacks},
-        "cosines": {name: np.asarray(s.cosine).tolist() for name, s in scores.items()},
+        "attacks": {name: summary[name] for name in config.attacks},
+        "cosines": {name: np.asarray(scores[name].cosine).tolist() for name in config.attacks},
         "seconds": time.perf_counter() - start,
     }
 

@@ -6,7 +6,10 @@ Command:   python experiments/image_grids.py [--smoke] [--data-dir ../shared/dat
            (without --data-dir: the embedded digits; with it: MNIST, Fashion-MNIST, CIFAR-10)
 Output:    results/image_grid_<dataset>.png and results/image_grids.json (per image: cosine of
            HRec and MaxDiff, HRec's label).
-Runtime:   see RESULTS.md "Image grids" (minutes per data set on a 2-core CPU).
+Runtime:   --data-dir (2,000 train, 2,000 public, 4,096 features): 18 min on 2 shared CPU
+           cores, MNIST 75 s, Fashion-MNIST 77 s, CIFAR-10 910 s (inverting to 3,072 pixels).
+Headline:  HRec median 0.998 / 0.999 / 0.992 (MNIST / Fashion-MNIST / CIFAR-10), every label
+           right; MaxDiff 0.811 / 0.915 / 0.851.
 """
 
 import dataclasses
