@@ -1,5 +1,5 @@
-"""The paper's image CDFs: HRec vs Avg vs MaxDiff (and the informed adversary) per data set ×
-image model, exact unlearning, cosine similarity to the deleted image.
+"""The paper's image CDFs: HRec vs Avg vs MaxDiff (and, on the digits, the informed adversary)
+per data set × image model, exact unlearning, cosine similarity to the deleted image.
 
 Models: linear cross-entropy (softmax on pixels), RFF ridge on one-hot labels and RFF
 cross-entropy (softmax on 4,096 random Fourier features); for RFF models the reconstruction is

@@ -15,7 +15,7 @@ from jaxrecon.metrics import empirical_cdf  # noqa: E402
 
 def cdf_axes(ax, cosines: Mapping[str, np.ndarray], *, title: str = "", fontsize: int = 8) -> None:
     """One panel: the empirical CDF of the cosine similarity per attack, labelled with its median
-    (lower curve = stronger attack); the x axis ends at 1 and starts at 0 or the lowest value."""
+    (lower curve = stronger attack)."""
     for name, values in cosines.items():
         xs, ys = empirical_cdf(np.asarray(values))
         ax.step(
@@ -24,7 +24,6 @@ def cdf_axes(ax, cosines: Mapping[str, np.ndarray], *, title: str = "", fontsize
             where="post",
             label=f"{name} (median {np.median(values):.3f})",
         )
-    ax.set_xlim(min(0.0, ax.get_xlim()[0]), 1.0)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=fontsize - 1)
@@ -48,13 +47,15 @@ def cdf_grid(
     *,
     xlabel: str = "cosine similarity to the deleted record",
 ) -> None:
-    """A grid of `cdf_axes` panels: `panels[row][col]` = (title, {attack: cosines})."""
+    """A grid of `cdf_axes` panels: `panels[row][col]` = (title, {attack: cosines}); each x axis
+    ends at 1 and starts at 0 (or the lowest value), so panels compare at a glance."""
     rows, cols = len(panels), max(len(row) for row in panels)
     fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.5 * rows), squeeze=False)
     for i, row in enumerate(panels):
         for j in range(cols):
             if j < len(row):
                 cdf_axes(axes[i, j], row[j][1], title=row[j][0], fontsize=7)
+                axes[i, j].set_xlim(min(0.0, axes[i, j].get_xlim()[0]), 1.0)
             else:
                 axes[i, j].axis("off")
     for ax in axes[-1]:
