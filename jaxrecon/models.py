@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrecon import _validate
 
@@ -446,28 +447,60 @@ def dense_hessian(
     limit). `labels` as for `hvp` (required by the SVM). `l2` is a scalar (l2·I) or an array
     shaped like θ (a per-coordinate regulariser: diag(vec(l2)), row-major like the parameters).
     """
+    curv = curvature_matrices(model, params, features, labels)
+    curv = weights.reshape(weights.shape + (1,) * (curv.ndim - 1)) * curv
+    return hessian_from_curvatures(features, curv, l2=l2, param_shape=params.shape)
+
+
+def curvature_matrices(
+    model: Model, params: jax.Array, features: jax.Array, labels: jax.Array | None = None
+) -> jax.Array:
+    """C_i = ℓ''(θᵀp_i, y_i) of every example: [n] for scalar-output models, [n, K, K] (symmetric)
+    for multi-output ones, so that ∇²ℓ_i = (p_i p_iᵀ) ⊗ C_i. `labels` as for `hvp`."""
     _check_labels(model, labels)
-    size = params.size
     z = logits(params, features)
-    if jnp.ndim(l2) == 0:
-        reg = l2 * jnp.eye(size, dtype=params.dtype)
-    else:
-        reg = jnp.diag(jnp.broadcast_to(l2, params.shape).reshape(-1).astype(params.dtype))
     if params.ndim == 1:
-        curv = weights * model.curvature(z, jnp.ones_like(z), labels)
-        return _gram(features, curv) + reg
-    k = params.shape[1]
-    dim = features.shape[1]
-    basis = jnp.eye(k, dtype=z.dtype)
+        return model.curvature(z, jnp.ones_like(z), labels)
+    basis = jnp.eye(params.shape[1], dtype=z.dtype)
     # curv[i, a, b] = C_i[a, b] (column b is C_i e_b).
-    curv = jax.vmap(lambda e: model.curvature(z, jnp.broadcast_to(e, z.shape), labels), out_axes=2)(
+    return jax.vmap(lambda e: model.curvature(z, jnp.broadcast_to(e, z.shape), labels), out_axes=2)(
         basis
     )
-    curv = weights[:, None, None] * curv
+
+
+def curvature_hvp(features: jax.Array, curvatures: jax.Array, tangent: jax.Array) -> jax.Array:
+    """Σ_i (p_i p_iᵀ ⊗ C_i) v = Pᵀ (C_i [P v]_i) for given per-example curvatures ([n] or
+    [n, K, K], weights folded in), e.g. `curvature_matrices` blended toward a structured target.
+    Exact; never [P, P]."""
+    dz = logits(tangent, features)
+    if curvatures.ndim == 1:
+        return features.T @ (curvatures * dz)
+    return features.T @ jnp.einsum("iab,ib->ia", curvatures, dz)
+
+
+def hessian_from_curvatures(
+    features: jax.Array,
+    curvatures: jax.Array,
+    *,
+    l2: float | jax.Array,
+    param_shape: tuple[int, ...],
+) -> jax.Array:
+    """Σ_i (p_i p_iᵀ) ⊗ C_i + l2·I as a dense [P, P] matrix (see `dense_hessian`), for given
+    per-example curvatures ([n] or [n, K, K], weights folded in) and θ of `param_shape`."""
+    size = int(np.prod(param_shape))
+    dtype = features.dtype
+    if jnp.ndim(l2) == 0:
+        reg = l2 * jnp.eye(size, dtype=dtype)
+    else:
+        reg = jnp.diag(jnp.broadcast_to(l2, param_shape).reshape(-1).astype(dtype))
+    if curvatures.ndim == 1:
+        return _gram(features, curvatures) + reg
+    k = curvatures.shape[1]
+    dim = features.shape[1]
     blocks = {}
     for a in range(k):
         for b in range(a, k):
-            blocks[a, b] = _gram(features, curv[:, a, b])
+            blocks[a, b] = _gram(features, curvatures[:, a, b])
     rows = [
         jnp.stack([blocks[a, b] if a <= b else blocks[b, a].T for b in range(k)], axis=2)
         for a in range(k)
