@@ -60,6 +60,7 @@ from jaxrecon.reconstruction import AttackSpec as AttackSpec
 from jaxrecon.reconstruction import Scores as Scores
 from jaxrecon.reconstruction import make_attack as make_attack
 from jaxrecon.reconstruction import match_records as match_records
+from jaxrecon.reconstruction import prepare_attack as prepare_attack
 from jaxrecon.reconstruction import score as score
 from jaxrecon.reconstruction import summarize as summarize
 from jaxrecon.scenario import Attacker as Attacker
@@ -69,6 +70,8 @@ from jaxrecon.scenario import draw_deletions as draw_deletions
 from jaxrecon.scenario import fit as fit
 from jaxrecon.scenario import make_attacker as make_attacker
 from jaxrecon.scenario import make_scenario as make_scenario
+from jaxrecon.scenario import shifted_public as shifted_public
+from jaxrecon.scenario import subkey as subkey
 from jaxrecon.scenario import utility as utility
 from jaxrecon.shadow import ShadowData as ShadowData
 from jaxrecon.shadow import shadow_updates as shadow_updates

@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete one record after another, publishing every intermediate model (exact "
         "and newton unlearning)",
     )
+    _add_threat_model_flags(run, defaults)
     run.add_argument(
         "--overwrite",
         action="store_true",
@@ -226,6 +227,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_audit_parser(sub)
     return parser
+
+
+def _add_threat_model_flags(run, defaults) -> None:
+    """What the attacker knows (DESIGN §2): by default the truth, the public split, no label."""
+    from jaxrecon import scenario
+
+    knobs = run.add_argument_group("threat model (what the attacker knows)")
+    knobs.add_argument(
+        "--assumed-n",
+        type=int,
+        default=None,
+        help="training-set size n the attacker believes, >= 2 (default: the true --n-train)",
+    )
+    knobs.add_argument(
+        "--assumed-l2",
+        type=float,
+        default=None,
+        help="regulariser the attacker believes, > 0 (default: the true --l2)",
+    )
+    knobs.add_argument(
+        "--public-shift",
+        default=defaults.public_shift,
+        help=f"the attacker's public data: {'|'.join(scenario.PUBLIC_SHIFTS)}: the public "
+        "split, another class balance (most frequent class R times the least), another data "
+        "set of the same input shape, or Gaussian noise of std SIGMA (default: %(default)s)",
+    )
+    label = knobs.add_mutually_exclusive_group()
+    label.add_argument(
+        "--label-known",
+        dest="label_known",
+        action="store_true",
+        default=defaults.label_known,
+        help="the attacker knows the deleted record's label (gradmatch then tries only it, "
+        "hrec-plus answers it)",
+    )
+    label.add_argument(
+        "--label-unknown",
+        dest="label_known",
+        action="store_false",
+        help="the attack may not use the label anywhere (the default; HRec recovers it)",
+    )
 
 
 AUDIT_FILES = ("summary.json", "reconstructions.csv", "reconstructions.png", "reconstruction.npz")
@@ -384,6 +426,10 @@ def _run(args: argparse.Namespace) -> int:
         shards=args.shards,
         deletions_per_request=args.deletions_per_request,
         sequential=args.sequential,
+        assumed_n=args.assumed_n,
+        assumed_l2=args.assumed_l2,
+        public_shift=args.public_shift,
+        label_known=args.label_known,
     ).validate()
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     _check_writable(out)

@@ -26,6 +26,8 @@ FEATURES = _scenario.FEATURES
 DTYPES = _scenario.DTYPES
 # Options that change where or what is written, not the numbers.
 NOT_HASHED = frozenset({"save_arrays", "devices", "download"})
+# Options added after runs were written: hashed only when they differ from their defaults.
+LATER_FIELDS = ("assumed_n", "assumed_l2", "public_shift", "label_known")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +65,12 @@ class RunConfig:
       deletions_per_request: k, training records removed together by each deletion request.
       sequential: delete the records one after another, publishing every intermediate model
         (the attacker differences consecutive releases), instead of each from θ⁺.
+      assumed_n: the training-set size the attacker believes (>= 2); None = the true n_train.
+      assumed_l2: the regulariser the attacker believes (> 0); None = the true l2.
+      public_shift: the distribution of the attacker's public data, a spec of
+        `scenario.shifted_public` ("none", "balance:<R>", "dataset:<NAME>", "noise:<SIGMA>").
+      label_known: the attacker knows the deleted record's label (`gradmatch`, `hrec-plus`);
+        False (the paper's attacker) = the attack may not use the label anywhere.
     """
 
     dataset: str = "digits"
@@ -91,6 +99,10 @@ class RunConfig:
     shards: int = 5
     deletions_per_request: int = 1
     sequential: bool = False
+    assumed_n: int | None = None
+    assumed_l2: float | None = None
+    public_shift: str = "none"
+    label_known: bool = False
 
     def validate(self) -> RunConfig:
         """Checks every option that does not need the data; returns self.
@@ -137,6 +149,13 @@ class RunConfig:
             if self.deletions_per_request != 1:
                 raise _validate.fail("sequential", "deletes one record at a time (k = 1)")
         _validate.integer("seed", self.seed, minimum=0)
+        if self.assumed_n is not None:
+            _validate.integer("assumed_n", self.assumed_n, minimum=2)
+        if self.assumed_l2 is not None:
+            _validate.positive("assumed_l2", self.assumed_l2)
+        _scenario.parse_public_shift(self.public_shift)
+        if not isinstance(self.label_known, bool):
+            raise _validate.fail("label_known", f"must be true or false, got {self.label_known!r}")
         return self
 
 
@@ -147,6 +166,9 @@ def config_hash(config: RunConfig) -> str:
     from the chunks of the other. Includes the jaxrecon version.
     """
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_HASHED}
+    for name in LATER_FIELDS:  # at their defaults, runs written before they existed resume
+        if fields[name] == getattr(RunConfig, name):
+            del fields[name]
     fields["attacks"] = list(config.attacks)
     blob = json.dumps({"config": fields, "jaxrecon": __version__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

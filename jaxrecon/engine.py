@@ -30,7 +30,7 @@ from jaxrecon import scenario as _scenario
 from jaxrecon import unlearners as _unlearners
 from jaxrecon.attacks import AttackResult
 from jaxrecon.config import RunConfig
-from jaxrecon.errors import NumericalError
+from jaxrecon.errors import InputError, NumericalError
 from jaxrecon.report import Outcome, RunResult
 from jaxrecon.store import ChunkStore
 from jaxrecon.unlearning import UnlearnResult
@@ -61,12 +61,13 @@ def run(
     config.validate()
     mesh = deletion_mesh(config.devices)
     sc = scenario_of(config)
+    attacker = attacker_of(config, sc)
     timer = _Timer()
     with timer("train"):  # θ⁺ on all n training records
         fit = jax.block_until_ready(jax.jit(_scenario.fit)(sc))
     _check_trained(fit, config)
     deleted = _scenario.draw_deletions(sc, config.deletions, config.deletions_per_request)
-    unlearner, attack = _prepare(config, sc, fit.params, timer)
+    unlearner, attack = _prepare(config, sc, fit.params, attacker, timer)
     store = None
     if checkpoint_dir is not None:
         store = ChunkStore.open(checkpoint_dir, config, overwrite=overwrite)
@@ -89,7 +90,9 @@ def run(
         results, deleted, request = matched.results, matched.deleted, matched.request
     scores = _reconstruction.score(sc, results, deleted)
     outcome = Outcome(deleted, unlearned, results, scores, out.get("fisher_bound"), request)
-    summary = _report.summary(config, sc, fit, unlearner, outcome, timer.totals(), chunks)
+    summary = _report.summary(
+        config, sc, fit, unlearner, outcome, timer.totals(), chunks, attacker=attacker
+    )
     return RunResult(
         summary,
         _report.deletion_rows(sc, outcome),
@@ -123,7 +126,36 @@ def scenario_of(config: RunConfig) -> _scenario.Scenario:
     )
 
 
-def _prepare(config: RunConfig, sc, theta, timer):
+def attacker_of(config: RunConfig, sc: _scenario.Scenario) -> _scenario.Attacker:
+    """The attacker of a run of `config` on `sc` (DESIGN §2): the n and l2 it believes
+    (`assumed_n`, `assumed_l2`; None = the truth), its public data under `public_shift`
+    (`scenario.shifted_public`, drawn with the scenario's "public" key; a "dataset:" shift loads
+    that data set like `scenario_of`), and whether it knows the deleted record's label."""
+    kind, name = _scenario.parse_public_shift(config.public_shift)
+    other = None
+    if kind == "dataset":
+        try:
+            other = _data.load_dataset(
+                name,
+                key=_scenario.subkey(sc.key, "data"),
+                data_dir=config.data_dir,
+                download=config.download,
+            )
+        except InputError as err:
+            raise _validate.fail("public_shift", f"{config.public_shift!r}: {err}") from None
+    public = _scenario.shifted_public(
+        sc, config.public_shift, key=_scenario.subkey(sc.key, "public"), dataset=other
+    )
+    return _scenario.make_attacker(
+        sc,
+        n_train=config.assumed_n,
+        l2=config.assumed_l2,
+        public=public,
+        label_known=config.label_known,
+    )
+
+
+def _prepare(config: RunConfig, sc, theta, attacker, timer):
     """The `Unlearner` and the `Attack` of the run, with what every deletion shares: each
     attack's own preparation (Updates-Leak's shadow models; timed as attack time and apart, as
     `<name>_shadow`), then the unlearning system and the attacker's Ĥ (timed as setup)."""
@@ -150,11 +182,16 @@ def _prepare(config: RunConfig, sc, theta, timer):
     for name in config.attacks:
         if _reconstruction.ATTACKS[name].prepare is not None:
             with timer("attack"), timer(f"{name.replace('-', '_')}_shadow"):
-                state = _reconstruction.prepare_attack(sc, theta, name)
+                state = _reconstruction.prepare_attack(sc, theta, name, attacker)
                 states[name] = jax.block_until_ready(state)
     with timer("setup"):
         attack = _reconstruction.make_attack(
-            sc, theta, config.attacks, states=states, records=config.deletions_per_request
+            sc,
+            theta,
+            config.attacks,
+            attacker,
+            states=states,
+            records=config.deletions_per_request,
         )
         jax.block_until_ready(attack)
     return unlearner, attack

@@ -77,12 +77,16 @@ def summary(
     outcome: Outcome,
     timing: Mapping[str, float],
     chunks: Mapping[str, int],
+    *,
+    attacker: _scenario.Attacker | None = None,
 ) -> dict[str, Any]:
-    """The summary.json object (README "Output files"); `model` scores the published θ⁺."""
+    """The summary.json object (README "Output files"); `model` scores the published θ⁺,
+    `attack_hessian` and `attacker` describe `attacker`, the run's (default: the truth)."""
+    attacker = sc.attacker if attacker is None else attacker
     resolved = dataclasses.replace(config, n_public=len(sc.info.roles.public))
     served = unlearner.served
     utility = _scenario.utility(sc, served)
-    lo, hi = _reconstruction.attacker_hessian_extremes(sc, served)
+    lo, hi = _reconstruction.attacker_hessian_extremes(sc, served, attacker)
     out = {
         "config": dataclasses.asdict(resolved) | {"attacks": list(config.attacks)},
         "data": _data_summary(sc),
@@ -90,6 +94,7 @@ def summary(
         | {"train_steps": int(fit.steps), "train_grad_norm": float(fit.grad_norm)},
         "unlearning": _unlearning_summary(config, unlearner.kernel, outcome.unlearned),
         "attack_hessian": {"min_eigenvalue": lo, "max_eigenvalue": hi, "condition_number": hi / lo},
+        "attacker": _attacker_summary(config, sc, attacker),
         "attacks": _reconstruction.summarize(outcome.scores),
         "timing_s": dict(timing),
         "chunks": dict(chunks),
@@ -98,6 +103,20 @@ def summary(
     if unlearner.privacy is not None:
         out["privacy"] = unlearner.privacy._asdict() | _fisher_summary(outcome)
     return out
+
+
+def _attacker_summary(
+    config: RunConfig, sc: _scenario.Scenario, attacker: _scenario.Attacker
+) -> dict[str, Any]:
+    """What the attacker believed and held, beside the truth (README "Threat-model knobs")."""
+    return {
+        "n_train": int(attacker.n_train),
+        "l2": float(attacker.l2),
+        "n_public": int(attacker.public.labels.shape[0]),
+        "public_shift": config.public_shift,
+        "label_known": bool(attacker.label_known),
+        "truth": {"n_train": sc.n_train, "l2": float(sc.l2)},
+    }
 
 
 def _fisher_summary(outcome: Outcome) -> dict[str, Any]:

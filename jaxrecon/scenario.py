@@ -30,17 +30,20 @@ record per deletion) or [B, k] (k records removed together, where the kernel all
 The attacker's knowledge (DESIGN §2) is its own object, `Attacker`: the training-set size n and
 the l2 it believes, its public data, and whether it knows the deleted record's label. The default
 is the paper's attacker: the true n and l2, the scenario's public split, label unknown (HRec
-recovers it). Pass another `Attacker` to `make_attack` to ask what a weaker one recovers.
+recovers it). Pass another `Attacker` to `make_attack` to ask what a weaker one recovers:
+`make_attacker` sets its beliefs, `shifted_public` gives it public data from a shifted
+distribution (another class balance, another data set, noisy inputs; `PUBLIC_SHIFTS`).
 
 Randomness: `make_scenario` takes the run's key and keeps it; every consumer derives its own
 subkey by purpose (`subkey`): the data split, the deletions, the feature map, the training and
-unlearning preconditioner sketches, the attacks' shadow models.
+unlearning preconditioner sketches, the attacks' shadow models, the shifted public data.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -54,6 +57,7 @@ from jaxrecon import metrics as _metrics
 from jaxrecon import models as _models
 from jaxrecon import solvers as _solvers
 from jaxrecon import unlearning as _unlearning
+from jaxrecon.errors import InputError
 from jaxrecon.models import BINARY, REGRESSION, Model
 from jaxrecon.solvers import FitResult
 
@@ -66,6 +70,8 @@ NYSTROM_RANK = 200
 EXACT_TOL = 1e-8
 FEATURES = ("identity", "rff")
 DTYPES = ("float64", "float32")
+# The kinds of `shifted_public`, as written in a spec ("none", "balance:4", "dataset:NAME", ...).
+PUBLIC_SHIFTS = ("none", "balance:<R>", "dataset:<NAME>", "noise:<SIGMA>")
 
 
 class Data(NamedTuple):
@@ -186,6 +192,7 @@ _KEY_PURPOSES = {
     "attack": ("fold", 4),
     "release": ("fold", 5),
     "shards": ("fold", 6),
+    "public": ("fold", 7),
 }
 
 
@@ -193,7 +200,8 @@ def subkey(key: jax.Array, purpose: str) -> jax.Array:
     """The subkey of `key` for one purpose: "data" (generated data sets, the CIFAR-10 shuffle),
     "split", "deletions", "features" (the random Fourier draw), "fit" and "unlearn" (the
     Nyström sketches of large models, which set only the speed), "attack" (shadow models),
-    "release" (noise on released models, objective perturbation) or "shards" (SISA)."""
+    "release" (noise on released models, objective perturbation), "shards" (SISA) or "public"
+    (the attacker's shifted public data, `shifted_public`)."""
     _validate.choice("purpose", purpose, _KEY_PURPOSES)
     kind, index = _KEY_PURPOSES[purpose]
     if kind == "split":
@@ -309,6 +317,213 @@ def make_attacker(
         truth.l2 if l2 is None else jnp.asarray(l2, truth.l2.dtype),
         bool(label_known),
     )
+
+
+def shifted_public(
+    scenario: Scenario,
+    shift: str,
+    *,
+    key: jax.Array,
+    dataset: _data.Dataset | None = None,
+) -> Data:
+    """Public data for the attacker drawn under a distribution shift (DESIGN §2's knob).
+
+    The attacker of the paper holds m public samples from the training distribution. This gives
+    it m samples (m = the scenario's public split) from a shifted one instead, for
+    `make_attacker(scenario, public=...)`. `shift` is one of `PUBLIC_SHIFTS`:
+
+    - "none": the scenario's public split unchanged.
+    - "balance:<R>" (classifiers; R >= 1): another class balance. m rows re-drawn without
+      replacement from the pool rows that are neither training nor test rows (the public split
+      plus the rows no role used), class c of the K classes (in label order) with weight
+      w_c ∝ R^(−c/(K−1)): a long tail, the first class R times as frequent as the last (R = 1:
+      uniform). The counts are the largest-remainder rounding of m·w_c. A class with fewer pool
+      rows than its count gives all it has and its shortfall goes to the other classes in
+      proportion to their weights (repeatedly, until every count fits), so m rows are always
+      drawn; when the pool holds only m rows (`n_public` None) they are the public split itself.
+    - "dataset:<NAME>": public inputs from another data set of the same input dimension (and
+      image shape), e.g. `dataset:fashion_mnist` against an MNIST model; pass it loaded as
+      `dataset` (`data.load_dataset(NAME, ...)`). The same task view (`data.task_view`) and label
+      rule (`task_labels`) as the scenario; tabular numeric columns are standardised with the
+      statistics of the rows drawn (the attacker's own, like `data.standardize_public`), and
+      both data sets must then name the same columns. m rows without replacement (every row
+      when it has fewer). The scenario's own data set is refused: its rows include the
+      training set.
+    - "noise:<SIGMA>": x + SIGMA·ε, ε ~ N(0, I), on the public inputs (SIGMA >= 0, input units),
+      clipped to the data box `scenario.box`; labels unchanged. "noise:0" is "none".
+
+    Features are recomputed with the scenario's feature map (the attacker knows it). Host-side
+    NumPy and JAX; not jittable (the row draws have data-dependent sizes).
+
+    Args:
+      scenario: the scenario (needs its `info`, which `make_scenario` fills).
+      shift: the spec, e.g. "balance:4", "dataset:fashion_mnist", "noise:0.1".
+      key: the PRNG key of the draws (e.g. `subkey(scenario.key, "public")`).
+      dataset: the other data set of "dataset:<NAME>" (ignored by the other shifts).
+
+    Returns:
+      `Data` in the scenario's dtypes: x [m', d], features [m', D], labels [m'] (m' = m, except
+      a "dataset:" with fewer rows).
+
+    Raises:
+      InputError: naming `public_shift`: a bad spec, "balance" on a regression model, a
+        "dataset:" without `dataset`, with another input shape or columns, or classes the
+        model does not have.
+    """
+    kind, value = parse_public_shift(shift)
+    public = scenario.public
+    if kind == "none" or (kind == "noise" and value == 0):
+        return public
+    if scenario.info is None:
+        raise _validate.fail("scenario", "needs its info (build it with make_scenario)")
+    if kind == "noise":
+        lower, upper = scenario.box
+        noise = jax.random.normal(key, public.x.shape, public.x.dtype)
+        x = jnp.clip(public.x + value * noise, lower, upper)
+        return Data(x, _apply_features(scenario.feature_params, x), public.labels)
+    if kind == "balance":
+        return _rebalanced_public(scenario, value, key)
+    return _foreign_public(scenario, value, dataset, key)
+
+
+def parse_public_shift(shift: str) -> tuple[str, Any]:
+    """A `shifted_public` spec as (kind, value): ("none", None), ("balance", R: float),
+    ("dataset", NAME: str) or ("noise", SIGMA: float); checks everything but the data.
+
+    Raises:
+      InputError: naming `public_shift` and the spec.
+    """
+    kind, sep, arg = str(shift).partition(":")
+    if kind == "none" and not sep:
+        return kind, None
+    if kind not in ("balance", "dataset", "noise") or not arg:
+        raise _validate.fail(
+            "public_shift", f"unknown shift {shift!r}; choose from {', '.join(PUBLIC_SHIFTS)}"
+        )
+    if kind == "dataset":
+        try:
+            _data.parse_dataset_name(arg)
+        except InputError as err:
+            raise _validate.fail("public_shift", f"{shift!r}: {err}") from None
+        return kind, arg
+    try:
+        number = float(arg)
+    except ValueError:
+        number = math.nan
+    least = 1.0 if kind == "balance" else 0.0
+    if not math.isfinite(number) or number < least:
+        what = "R, a number >= 1" if kind == "balance" else "SIGMA, a number >= 0"
+        raise _validate.fail("public_shift", f"{kind} needs {what}, got {shift!r}")
+    return kind, number
+
+
+def class_weights(ratio: float, num_classes: int) -> np.ndarray:
+    """The class proportions of "balance:<R>": w_c ∝ R^(−c/(K−1)), c = 0..K−1, summing to 1."""
+    w = float(ratio) ** (-np.arange(num_classes) / max(num_classes - 1, 1))
+    return w / w.sum()
+
+
+# φ(x) by the same program as `make_scenario`'s, so unshifted inputs give identical features.
+_apply_features = jax.jit(lambda params, x: _features.feature_map(params).apply(x))
+
+
+def _rebalanced_public(scenario: Scenario, ratio: float, key: jax.Array) -> Data:
+    """ "balance:<R>": m pool rows (neither train nor test) re-drawn to `class_weights`."""
+    if scenario.model.task == REGRESSION:
+        raise _validate.fail(
+            "public_shift", f"balance:{ratio:g} needs a classifier, not {scenario.model.name}"
+        )
+    info = scenario.info
+    labels = task_labels(info.dataset, scenario.model.task)
+    num_classes = 2 if scenario.model.task == BINARY else int(info.dataset.num_classes)
+    used = np.concatenate([info.roles.train, info.roles.test])
+    pool = np.setdiff1d(np.arange(len(labels)), used)
+    m = int(scenario.public.labels.shape[0])
+    available = np.bincount(labels[pool], minlength=num_classes)
+    counts = _balanced_counts(class_weights(ratio, num_classes), available, m)
+    # One permutation of the pool; each class takes its first rows in that order.
+    order = pool[np.asarray(jax.random.permutation(key, len(pool)))]
+    rows = np.sort(
+        np.concatenate([order[labels[order] == c][: counts[c]] for c in range(num_classes)])
+    )
+    return _role_data(scenario, info.dataset.x[rows], labels[rows])
+
+
+def _balanced_counts(weights: np.ndarray, available: np.ndarray, m: int) -> np.ndarray:
+    """Integer counts summing to m (<= available.sum()), proportional to `weights` where they
+    fit: classes whose share exceeds their rows are capped and their shortfall is spread over
+    the others by weight, then the largest-remainder rounding of the shares."""
+    counts = np.zeros(len(weights), np.int64)
+    active = np.ones(len(weights), bool)
+    remaining = m
+    while True:
+        if not active.any():
+            return counts
+        share = np.where(active, remaining * weights / weights[active].sum(), 0.0)
+        full = active & (share >= available)
+        if not full.any():
+            break
+        counts[full] = available[full]
+        remaining -= int(available[full].sum())
+        active &= ~full
+    floor = np.floor(share).astype(np.int64)
+    extra = remaining - int(floor[active].sum())
+    # share < available on active classes, so rounding up never exceeds a class's rows.
+    order = np.argsort(-np.where(active, share - floor, -1.0), kind="stable")[:extra]
+    floor[order] += 1
+    return np.where(active, floor, counts)
+
+
+def _foreign_public(
+    scenario: Scenario, name: str, dataset: _data.Dataset | None, key: jax.Array
+) -> Data:
+    """ "dataset:<NAME>": m rows of another data set, seen and labelled like the scenario's."""
+    if dataset is None:
+        raise _validate.fail(
+            "public_shift", f"dataset:{name} needs the loaded data set (pass dataset=)"
+        )
+    own, task = scenario.info.dataset, scenario.model.task
+    other = _data.task_view(dataset, task)
+    if (other.name, other.source, other.num_classes) == (own.name, own.source, own.num_classes):
+        raise _validate.fail(
+            "public_shift",
+            f"dataset:{name} is the scenario's own data set, whose rows include the training "
+            "set; use none or balance:<R>",
+        )
+    d = int(scenario.public.x.shape[1])
+    images = own.image_shape is not None and other.image_shape is not None
+    if other.x.shape[1] != d or (images and own.image_shape != other.image_shape):
+        shape = other.image_shape or (other.x.shape[1],)
+        mine = own.image_shape or (d,)
+        raise _validate.fail(
+            "public_shift",
+            f"dataset:{name} has inputs of shape {list(shape)}, the model's are {list(mine)}",
+        )
+    if own.feature_names is not None and other.feature_names != own.feature_names:
+        raise _validate.fail(
+            "public_shift", f"dataset:{name} has other columns than {own.name} (tabular data)"
+        )
+    if task != REGRESSION and other.num_classes is None:
+        raise _validate.fail("public_shift", f"dataset:{name} has no class labels")
+    labels = task_labels(other, task)
+    num_outputs = scenario.model.num_outputs
+    if task != REGRESSION and num_outputs is not None and labels.max() >= num_outputs:
+        raise _validate.fail(
+            "public_shift",
+            f"dataset:{name} has {other.num_classes} classes, the model {num_outputs}",
+        )
+    m = int(scenario.public.labels.shape[0])
+    count = len(labels)
+    rows = np.sort(np.asarray(jax.random.choice(key, count, (min(m, count),), replace=False)))
+    other = _data.standardize_public(other, rows)
+    return _role_data(scenario, other.x[rows], labels[rows])
+
+
+def _role_data(scenario: Scenario, x: np.ndarray, labels: np.ndarray) -> Data:
+    """Inputs and model labels as `Data` in the scenario's dtypes, features by its map."""
+    x = jnp.asarray(x, scenario.public.x.dtype)
+    labels = jnp.asarray(labels, scenario.public.labels.dtype)
+    return Data(x, _apply_features(scenario.feature_params, x), labels)
 
 
 def task_labels(dataset: _data.Dataset, task: str) -> np.ndarray:
