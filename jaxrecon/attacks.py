@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 from jax.flatten_util import ravel_pytree
@@ -194,6 +195,339 @@ def hrec(
     return _select(jnp.linalg.norm(delta) <= limit, fallback, result)
 
 
+class Ingredients(NamedTuple):
+    """The switches of `hrec_plus` (all off: HRec exactly).
+
+    Attributes:
+      box: clip x̂ to the data box (the attacker's prior on the input domain).
+      shrinkage: blend each public sample's curvature toward its class mean (`shrunk_curvatures`)
+        with the intensity of `shrinkage_intensity`; off: the raw public Ĥ.
+      path: Gauss–Legendre points of the path average ∫₀¹ Ĥ(θ⁺ + t(θ⁻ − θ⁺)) dt (0: Ĥ at θ⁺).
+      sign_rule: where the bias coordinate of the decoded direction is not well determined,
+        take sign and scale from the public data (`robust_direction`).
+      refine: Adam steps of gradient matching started from the closed-form answer (0: none).
+    """
+
+    box: bool = True
+    shrinkage: bool = True
+    path: int = 0
+    sign_rule: bool = True
+    refine: int = 0
+
+
+# A decoded direction's bias coordinate is "well determined" when |a₀|·r >= this·‖a‖, r the
+# median public feature norm (exact gradients give r / ‖p_j‖, about 1 for a typical record).
+SIGN_RULE_THRESHOLD = 0.2
+
+
+def hrec_plus(
+    model: Model,
+    feature_map: FeatureMap,
+    params_before: jax.Array,
+    params_after: jax.Array,
+    hessian_matvec: Callable[[jax.Array], jax.Array],
+    *,
+    ingredients: Ingredients,
+    hessian_at: Callable[[jax.Array], Callable[[jax.Array], jax.Array]] | None = None,
+    public_features: jax.Array,
+    lower,
+    upper,
+    invert: Callable[[jax.Array], jax.Array] | None = None,
+    fallback: AttackResult | None = None,
+    label: jax.Array | None = None,
+    loss_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None = None,
+    min_change: float | None = None,
+) -> AttackResult:
+    """HRec with the attacker's other knowledge put to use (`Ingredients`, each switchable).
+
+    g = Ĥ(θ⁻ − θ⁺) as in `hrec` (`hessian_matvec`: shrunk or not, the caller's choice), or with
+    `ingredients.path` = q > 0 the path average Σ_t w_t Ĥ(θ_t)(θ⁻ − θ⁺) over
+    q Gauss–Legendre points θ_t of the segment θ⁺ → θ⁻ (exact retraining satisfies
+    ∇ℓ(θ⁺; z_j) = ∫₀¹ H₋(θ⁺ + tδ) dt · δ exactly, so this removes the Newton-step error; it
+    matters where the loss is far from quadratic over δ). Then:
+
+    - sign rule (`robust_direction`): a record whose decoded bias coordinate is tiny against
+      the rest (a well-fit record, ℓ' ≈ 0) gets its sign and scale from the public data
+      instead of from dividing by noise;
+    - `label` (the attacker knows it): used as ŷ and for the refinement;
+    - refinement: `match_gradient` (Adam in the box) from x̂ with label ŷ;
+    - box: x̂ clipped to [lower, upper].
+
+    With every ingredient off (and the raw Ĥ) it is `hrec` exactly.
+
+    Args:
+      model, feature_map, params_before, params_after, invert, fallback, min_change: as `hrec`.
+      hessian_matvec: v -> Ĥv at θ⁺.
+      ingredients: the switches.
+      hessian_at: θ -> (v -> Ĥ(θ)v), the same Ĥ at any point of the path (path > 0 only).
+      public_features: [m, D] the attacker's public features (the sign rule's prior).
+      lower, upper: the data box.
+      label: the deleted record's label when the attacker knows it, else None.
+      loss_fn: (θ, x [d], y) -> ℓ (the refinement needs it; `refine` > 0 only).
+
+    Returns:
+      AttackResult(x̂ [d], ŷ, score); score as `hrec`.
+    """
+    invert = _inverse(feature_map, invert)
+    delta = params_after - params_before
+    if ingredients.path:
+        if hessian_at is None:
+            raise ValueError("path > 0 needs hessian_at")
+        grad = path_hessian_product(hessian_at, params_before, delta, ingredients.path)
+    else:
+        grad = hessian_matvec(delta)
+    direction, v, score = gradient_direction(model, grad)
+    if ingredients.sign_rule:
+        scale = robust_direction(direction, public_features)
+    else:
+        scale = direction[-1]
+    p_hat = direction / _nonzero(scale)
+    q_hat = scale if v is None else scale * v
+    y_hat = model.label_from_gradient(p_hat @ params_before, q_hat)
+    if label is not None:
+        y_hat = jnp.asarray(label).astype(y_hat.dtype)
+    x_hat = invert(p_hat)
+    if ingredients.refine:
+        if loss_fn is None:
+            raise ValueError("refine > 0 needs loss_fn")
+        x_hat, y_hat, _ = match_gradient(
+            loss_fn,
+            params_before,
+            grad,
+            x_hat[None],
+            y_hat[None],
+            lower=lower,
+            upper=upper,
+            steps=ingredients.refine,
+            learning_rate=0.01,
+        )
+    if ingredients.box:
+        x_hat = jnp.clip(x_hat, jnp.asarray(lower, x_hat.dtype), jnp.asarray(upper, x_hat.dtype))
+    result = AttackResult(x_hat, y_hat, score)
+    limit = _min_change(min_change, delta.dtype) * jnp.linalg.norm(params_before)
+    if fallback is None:
+        fallback = no_signal(model, result)
+    return _select(jnp.linalg.norm(delta) <= limit, fallback, result)
+
+
+def path_hessian_product(
+    hessian_at: Callable[[jax.Array], Callable[[jax.Array], jax.Array]],
+    params: jax.Array,
+    delta: jax.Array,
+    points: int,
+) -> jax.Array:
+    """∫₀¹ H(θ + tδ) dt · δ by `points`-point Gauss–Legendre quadrature on [0, 1].
+
+    For any twice-differentiable objective the integral is exactly ∇L(θ + δ) − ∇L(θ) (so with
+    the retained-data Hessian and δ = θ⁻ − θ⁺ of exact retraining it is ∇ℓ(θ⁺; z_j)); the
+    quadrature is exact for quadratic losses with one point and converges fast for smooth ones.
+    """
+    _validate.integer("points", points, minimum=1)
+    nodes, weights = np.polynomial.legendre.leggauss(points)
+    return sum(
+        float(w) / 2 * hessian_at(params + float((t + 1) / 2) * delta)(delta)
+        for t, w in zip(nodes, weights, strict=True)
+    )
+
+
+def gradient_direction(
+    model: Model, grad: jax.Array
+) -> tuple[jax.Array, jax.Array | None, jax.Array]:
+    """(a, v, score) from g ≈ ∇ℓ(θ⁺; z_j) = p_j ⊗ ℓ'(z_j, y_j): a ∝ p_j [D] and, for
+    multi-output models, the unit right singular vector v ∝ ℓ' (None for scalar outputs: a = g).
+    `decode_gradient` divides by the bias coordinate a[-1]; score as there."""
+    tiny = jnp.finfo(grad.dtype).tiny
+    if model.num_outputs is None:
+        return grad, None, jnp.abs(grad[-1]) / jnp.maximum(jnp.linalg.norm(grad), tiny)
+    v, score = _top_right_singular(grad)
+    return grad @ v, v, score
+
+
+def robust_direction(
+    direction: jax.Array, public_features: jax.Array, *, threshold: float = SIGN_RULE_THRESHOLD
+) -> jax.Array:
+    """The scale c to divide a direction a ∝ p_j = [φ(x_j), 1] by (p̂ = a / c, q̂ = c or c·v).
+
+    Well determined (|a₀|·r >= threshold·‖a‖, r the median public feature norm): c = a₀, as
+    HRec. Otherwise a₀ is at the noise level (a well-fit record, ℓ' ≈ 0) and dividing by it
+    picks a random sign and a huge scale; then the public data decide: ‖p̂[:-1]‖ is the median
+    public norm of φ(x) and the sign is the one whose p̂ lies nearer to a public sample (the
+    data box and the data distribution are not symmetric about 0). Never changes a well
+    determined answer.
+    """
+    tiny = jnp.finfo(direction.dtype).tiny
+    body = public_features[:, :-1]
+    radius = jnp.median(jnp.linalg.norm(body, axis=1))
+    full = jnp.median(jnp.linalg.norm(public_features, axis=1))
+    head, bias = direction[:-1], direction[-1]
+    well = jnp.abs(bias) * full >= threshold * jnp.linalg.norm(direction)
+    unit = head / jnp.maximum(jnp.linalg.norm(head), tiny)
+    # ‖±r·u − b_k‖² = r² ∓ 2r·uᵀb_k + ‖b_k‖²: the nearer sign has the larger max of ±uᵀb_k
+    # after the ‖b_k‖² terms.
+    sq = jnp.sum(body * body, axis=1)
+    proj = body @ unit
+    plus = jnp.min(sq - 2 * radius * proj)
+    minus = jnp.min(sq + 2 * radius * proj)
+    sign = jnp.where(plus <= minus, 1.0, -1.0).astype(direction.dtype)
+    prior = sign * jnp.linalg.norm(head) / jnp.maximum(radius, tiny)
+    return jnp.where(well, bias, prior)
+
+
+def shrinkage_intensity(
+    features: jax.Array,
+    curvatures: jax.Array,
+    groups: jax.Array,
+    num_groups: int,
+    *,
+    block: int = 512,
+) -> jax.Array:
+    """The Ledoit–Wolf intensity α ∈ [0, 1] for Ĥ_α = (1 − α)·S + α·T, from the public data.
+
+    S = (1/m) Σ_k X_k with X_k = (p_k p_kᵀ) ⊗ C_k (the public Hessian's data term, up to its
+    scale), T the same with each C_k replaced by its group's mean C̄_g (`shrunk_curvatures`;
+    groups = the public labels: a class-structured target with far fewer free numbers). The
+    Frobenius-optimal α is E‖S − H‖² / E‖S − T‖²; Ledoit & Wolf's estimate from the samples:
+
+        β² = (1/m²) Σ_k ‖X_k − S‖² = (mean_k ‖X_k‖² − ‖S‖²) / m,   δ² = ‖S − T‖²,   α = β²/δ²
+
+    clipped to [0, 1] (0 when T = S, e.g. ridge, whose curvature is constant). Every term is a
+    sum of (p_kᵀp_l)²·⟨C_k, C_l⟩ over pairs, computed in row blocks of the [m, m] Gram matrix
+    (never [P, P]): m²(D + K²) FLOPs.
+
+    Args:
+      features: [m, D] public features.
+      curvatures: [m] or [m, K, K] per-sample curvatures C_k (`models.curvature_matrices`).
+      groups: [m] int group of each sample in [0, num_groups).
+      num_groups: G.
+      block: rows per block of the Gram matrix.
+
+    References:
+      Ledoit, O. & Wolf, M. "A well-conditioned estimator for large-dimensional covariance
+      matrices", J. Multivariate Anal. 88 (2004).
+    """
+    m = features.shape[0]
+    flat = curvatures.reshape(m, -1)
+    resid = flat - group_means(flat, groups, num_groups)[groups]
+    sq = jnp.sum(features * features, axis=1)
+    own = jnp.mean(sq**2 * jnp.sum(flat * flat, axis=1))
+    rows = -(-m // block) * block
+    pad = ((0, rows - m), (0, 0))
+    blocks = [jnp.pad(a, pad).reshape(rows // block, block, -1) for a in (features, flat, resid)]
+
+    def pair_sums(args):
+        f, c, r = args
+        gram2 = (f @ features.T) ** 2  # padded rows are zero and add nothing
+        return jnp.stack([jnp.sum(gram2 * (c @ flat.T)), jnp.sum(gram2 * (r @ resid.T))])
+
+    total, target = jnp.sum(lax.map(pair_sums, tuple(blocks)), axis=0) / m**2
+    beta2 = jnp.maximum(own - total, 0) / m
+    tiny = jnp.finfo(features.dtype).eps * total
+    return jnp.where(target > tiny, jnp.clip(beta2 / jnp.maximum(target, tiny), 0, 1), 0.0)
+
+
+# Candidate intensities of `shrinkage_by_validation`.
+SHRINKAGE_GRID = tuple(i / 10 for i in range(11))
+
+
+def shrinkage_by_validation(
+    model: Model,
+    params: jax.Array,
+    features: jax.Array,
+    labels: jax.Array,
+    groups: jax.Array,
+    num_groups: int,
+    *,
+    n_train,
+    l2,
+    records: int = 64,
+    grid: Sequence[float] = SHRINKAGE_GRID,
+    cg_steps: int = 200,
+) -> jax.Array:
+    """The shrinkage intensity α of the grid under which HRec reconstructs held-out public
+    records best, from the public data alone (two folds, each in turn the "training" side).
+
+    Fold B plays the retained training set: its Hessian H_B (scaled to n − 1 samples) and a
+    Newton-step deletion δ_j = H_B⁻¹ ∇ℓ(θ; z_j) of `records` of its samples; fold A plays the
+    attacker's public data: g_j(α) = Ĥ_A(α) δ_j with each of A's curvatures shrunk toward its
+    group mean (`shrunk_curvatures`). g_j(α) is linear in α, so two products per record serve
+    the whole grid. Score: the mean cosine between the decoded features p̂ (without the bias
+    coordinate, so no inversion is needed) and p_j. Each fold holds m/2 samples, so the α
+    chosen is, if anything, larger than the full m needs: a conservative choice.
+
+    Unlike a Frobenius-optimal intensity (`shrinkage_intensity`) it weighs the Hessian's errors
+    the way HRec feels them: along H⁻¹g, where Ĥ is least well estimated.
+
+    Args:
+      model, params: the model family and θ⁺.
+      features: [m] public features; labels: [m] their labels; groups: [m] their groups.
+      num_groups: G.
+      n_train, l2: the attacker's beliefs.
+      records: held-out records per fold.
+      grid: candidate intensities.
+      cg_steps: CG steps of each δ_j (a rough solve suffices to rank α).
+
+    Returns:
+      α, a scalar of the grid.
+    """
+    m = features.shape[0]
+    half = m // 2
+    grid = jnp.asarray(grid, features.dtype)
+    uses_labels = model.hessian_uses_labels
+
+    def fold(a_rows, b_rows):
+        fa, fb = features[a_rows], features[b_rows]
+        la, lb = labels[a_rows], labels[b_rows]
+        curv_a = _models.curvature_matrices(model, params, fa, la if uses_labels else None)
+        curv_b = _models.curvature_matrices(model, params, fb, lb if uses_labels else None)
+        scale_a = (jnp.asarray(n_train, fa.dtype) - 1) / fa.shape[0]
+        scale_b = (jnp.asarray(n_train, fa.dtype) - 1) / fb.shape[0]
+        target_a = group_means(curv_a, groups[a_rows], num_groups)[groups[a_rows]]
+        count = min(records, fb.shape[0])
+
+        def h_b(v):
+            return scale_b * _models.curvature_hvp(fb, curv_b, v) + l2 * v
+
+        def one(p, y):
+            g = _models.per_example_grad(model, params, p, y)
+            delta = _solvers.conjugate_gradient(h_b, g, tol=1e-6, max_steps=cg_steps)
+            raw = scale_a * _models.curvature_hvp(fa, curv_a, delta) + l2 * delta
+            shrunk = scale_a * _models.curvature_hvp(fa, target_a, delta) + l2 * delta
+
+            def cosine(alpha):
+                a, _, _ = gradient_direction(model, (1 - alpha) * raw + alpha * shrunk)
+                p_hat = a / _nonzero(a[-1])
+                return jnp.sum(p_hat[:-1] * p[:-1]) / jnp.maximum(
+                    jnp.linalg.norm(p_hat[:-1]) * jnp.linalg.norm(p[:-1]),
+                    jnp.finfo(p.dtype).tiny,
+                )
+
+            return jax.vmap(cosine)(grid)
+
+        return jax.vmap(one)(fb[:count], lb[:count])  # [count, grid]
+
+    rows = jnp.arange(2 * half)
+    even, odd = rows[0::2], rows[1::2]
+    scores = jnp.concatenate([fold(even, odd), fold(odd, even)])
+    return grid[jnp.argmax(jnp.mean(scores, axis=0))]
+
+
+def group_means(values: jax.Array, groups: jax.Array, num_groups: int) -> jax.Array:
+    """[G, ...] the mean of `values` [m, ...] over each group (0 for an empty group)."""
+    sums = jax.ops.segment_sum(values, groups, num_groups)
+    counts = jax.ops.segment_sum(jnp.ones_like(groups, values.dtype), groups, num_groups)
+    counts = counts.reshape(counts.shape + (1,) * (values.ndim - 1))
+    return sums / jnp.maximum(counts, 1)
+
+
+def shrunk_curvatures(
+    curvatures: jax.Array, groups: jax.Array, num_groups: int, alpha: jax.Array
+) -> jax.Array:
+    """(1 − α)·C_k + α·C̄_{g(k)}: each sample's curvature blended toward its group's mean, so
+    Σ_k (p_k p_kᵀ) ⊗ C̃_k = (1 − α)·S + α·T of `shrinkage_intensity` (scaled by m)."""
+    means = group_means(curvatures, groups, num_groups)
+    return (1 - alpha) * curvatures + alpha * means[groups]
+
+
 def no_signal(model: Model, like: AttackResult) -> AttackResult:
     """The answer for a deletion that left no trace: a zero reconstruction, an unknown label
     (NaN target for regression, class -1 otherwise) and score 0 — never noise divided by noise
@@ -225,16 +559,9 @@ def decode_gradient(
     """
     if model.label_from_gradient is None:
         raise ValueError(f"model {model.name!r} has no label_from_gradient rule")
-    tiny = jnp.finfo(grad.dtype).tiny
-    if model.num_outputs is None:
-        q_hat = grad[-1]
-        p_hat = grad / _nonzero(q_hat)
-        score = jnp.abs(q_hat) / jnp.maximum(jnp.linalg.norm(grad), tiny)
-    else:
-        v, score = _top_right_singular(grad)
-        a = grad @ v
-        p_hat = a / _nonzero(a[-1])
-        q_hat = a[-1] * v
+    a, v, score = gradient_direction(model, grad)
+    p_hat = a / _nonzero(a[-1])
+    q_hat = a[-1] if v is None else a[-1] * v
     y_hat = model.label_from_gradient(p_hat @ params_before, q_hat)
     return p_hat, y_hat, score
 
@@ -681,6 +1008,35 @@ def gradmatch(
       Zhu, L., Liu, Z. & Han, S. "Deep Leakage from Gradients", NeurIPS 2019; Geiping, J. et al.
       "Inverting Gradients", NeurIPS 2020 (the cosine objective); DESIGN §3.2.
     """
+    delta = jax.tree.map(lambda a, b: a - b, params_after, params_before)
+    return match_gradient(
+        loss_fn,
+        params_before,
+        hessian_matvec(delta),
+        starts,
+        candidate_labels,
+        lower=lower,
+        upper=upper,
+        steps=steps,
+        learning_rate=learning_rate,
+    )
+
+
+def match_gradient(
+    loss_fn: Callable[[Any, jax.Array, jax.Array], jax.Array],
+    params_before: Any,
+    target: Any,
+    starts: jax.Array,
+    candidate_labels: jax.Array,
+    *,
+    lower,
+    upper,
+    steps: int = 300,
+    learning_rate: float = 0.05,
+) -> AttackResult:
+    """argmax over y ∈ candidates and x in the box of cos(∇_θ ℓ(θ⁺; x, y), target): the search
+    of `gradmatch` for a given target gradient (e.g. `hrec_plus`'s g, started from its answer).
+    Arguments as `gradmatch`; `target` is shaped like θ."""
     _validate.integer("steps", steps, minimum=1)
     _validate.positive("learning_rate", learning_rate)
     if starts.ndim != 2:
@@ -688,8 +1044,7 @@ def gradmatch(
     if jnp.ndim(candidate_labels) != 1 or jnp.shape(candidate_labels)[0] < 1:
         raise ValueError(f"candidate_labels must be [C] with C >= 1, got {candidate_labels!r}")
     dtype = starts.dtype
-    delta = jax.tree.map(lambda a, b: a - b, params_after, params_before)
-    target, _ = ravel_pytree(hessian_matvec(delta))
+    target, _ = ravel_pytree(target)
     target_norm = jnp.linalg.norm(target)
     tiny = jnp.finfo(dtype).tiny
 

@@ -175,6 +175,210 @@ def _gradmatch(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
     return jax.vmap(lambda t: one(t, candidates))(thetas_after)
 
 
+# How hrec-plus chooses its shrinkage intensity from the public data.
+SHRINKAGE_RULES = ("validation", "ledoit-wolf")
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["alpha", "curvatures", "hessian"],
+    meta_fields=["ingredients", "num_groups"],
+)
+@dataclasses.dataclass(frozen=True)
+class HRecPlusState:
+    """The prepared hrec-plus attack (`_hrec_plus_prepare`).
+
+    Attributes:
+      alpha: the shrinkage intensity used (0 without shrinkage).
+      curvatures: the attacker's per-sample public curvatures at θ⁺ after shrinkage ([m] or
+        [m, K, K], scaled by (n−1)/m), for the matrix-free Ĥ; None without shrinkage.
+      hessian: the shrunk Ĥ at θ⁺ as a dense [P, P] matrix (P <= DENSE_LIMIT), or None.
+      ingredients: the switches (`attacks.Ingredients`).
+      num_groups: groups of the shrinkage target (the public classes; 1 for regression).
+    """
+
+    alpha: jax.Array
+    curvatures: jax.Array | None
+    hessian: jax.Array | None
+    ingredients: _attacks.Ingredients
+    num_groups: int
+
+
+def _hrec_plus_prepare(
+    scenario: Scenario,
+    attacker: Attacker,
+    params: jax.Array,
+    key: jax.Array,
+    *,
+    box: bool = True,
+    shrinkage: bool | str | float = True,
+    path: int = 0,
+    sign_rule: bool = True,
+    refine: int = 0,
+) -> HRecPlusState:
+    """hrec-plus's ingredients (`attacks.Ingredients`) and its Ĥ, from the attacker's knowledge.
+
+    Args:
+      scenario, attacker, params, key: as `AttackSpec.prepare` (the key is not used).
+      box: clip reconstructions to the data box.
+      shrinkage: each public sample's curvature shrunk toward its class mean (a structured
+        target: far fewer free numbers than Ĥ) with an intensity chosen from the public data:
+        "validation" (True; `attacks.shrinkage_by_validation`: HRec simulated across two
+        public folds), "ledoit-wolf" (Frobenius-optimal, `attacks.shrinkage_intensity`), or a
+        number in [0, 1]; False = the raw public Ĥ (HRec's).
+      path: Gauss–Legendre points of the path-averaged Ĥ (0 = Ĥ at θ⁺).
+      sign_rule: public-data sign and scale for records whose bias coordinate is at the noise
+        level (`attacks.robust_direction`).
+      refine: Adam steps of gradient matching from the closed-form answer (0 = none).
+
+    Raises:
+      InputError: a bad option, or a sharded (SISA) release.
+    """
+    del key
+    for name, value in (("box", box), ("sign_rule", sign_rule)):
+        if not isinstance(value, bool):
+            raise _validate.fail(name, f"True or False, got {value!r}")
+    _validate.integer("path", path, minimum=0)
+    _validate.integer("refine", refine, minimum=0)
+    if shrinkage is True:
+        shrinkage = "validation"
+    if shrinkage in SHRINKAGE_RULES or shrinkage is False:
+        fixed = shrinkage
+    elif isinstance(shrinkage, int | float) and not isinstance(shrinkage, bool):
+        if not 0 <= shrinkage <= 1:
+            raise _validate.fail("shrinkage", f"an intensity must be in [0, 1], got {shrinkage!r}")
+        fixed = float(shrinkage)
+    else:
+        rules = ", ".join(SHRINKAGE_RULES)
+        raise _validate.fail(
+            "shrinkage", f"{rules}, False or a number in [0, 1], got {shrinkage!r}"
+        )
+    if _shards(scenario, params):
+        raise _validate.fail("attacks", "hrec-plus on sharded (SISA) releases")
+    shrink = shrinkage is not False
+    ingredients = _attacks.Ingredients(box, shrink, int(path), sign_rule, int(refine))
+    groups = _shrinkage_groups(scenario.model, attacker)
+    dense = scenario.param_count <= DENSE_LIMIT
+    alpha, curvatures, hessian = _hrec_plus_hessian_jit(
+        scenario, params, attacker, fixed, shrink=shrink, dense=dense, num_groups=groups
+    )
+    return HRecPlusState(alpha, curvatures, hessian, ingredients, groups)
+
+
+def _shrinkage_groups(model, attacker: Attacker) -> int:
+    """The shrinkage target's groups: the public classes (binary: 2), or one for regression."""
+    return {MULTICLASS: model.num_outputs, BINARY: 2, REGRESSION: 1}[model.task]
+
+
+def _public_groups(model, public: Data) -> jax.Array:
+    if model.task == REGRESSION:
+        return jnp.zeros(public.labels.shape, jnp.int32)
+    return public.labels.astype(jnp.int32)
+
+
+def attacker_curvatures(
+    scenario: Scenario,
+    params: jax.Array,
+    attacker: Attacker,
+    alpha: jax.Array | None,
+    num_groups: int,
+) -> jax.Array:
+    """The attacker's per-sample public curvatures at θ, scaled by (n−1)/m and (alpha not None)
+    shrunk toward their class means with intensity alpha: Ĥ = Σ_k (p_k p_kᵀ) ⊗ C̃_k + l2·I."""
+    model, public = scenario.model, attacker.public
+    labels = public.labels if model.hessian_uses_labels else None
+    curv = _models.curvature_matrices(model, params, public.features, labels)
+    if alpha is not None:
+        curv = _attacks.shrunk_curvatures(curv, _public_groups(model, public), num_groups, alpha)
+    m = public.features.shape[0]
+    return (jnp.asarray(attacker.n_train, curv.dtype) - 1) / m * curv
+
+
+def _hrec_plus_hessian(scenario, params, attacker, fixed, *, shrink, dense, num_groups):
+    """(alpha, curvatures at θ⁺ or None, dense Ĥ or None) of hrec-plus."""
+    model, public = scenario.model, attacker.public
+    if not shrink:  # the attack then uses HRec's Ĥ (`Attack.context`)
+        return jnp.zeros((), public.features.dtype), None, None
+    groups = _public_groups(model, public)
+    if fixed == "ledoit-wolf":
+        labels = public.labels if model.hessian_uses_labels else None
+        raw = _models.curvature_matrices(model, params, public.features, labels)
+        alpha = _attacks.shrinkage_intensity(public.features, raw, groups, num_groups)
+    elif fixed == "validation":
+        alpha = _attacks.shrinkage_by_validation(
+            model,
+            params,
+            public.features,
+            public.labels,
+            groups,
+            num_groups,
+            n_train=attacker.n_train,
+            l2=attacker.l2,
+        )
+    else:
+        alpha = jnp.asarray(fixed, public.features.dtype)
+    curv = attacker_curvatures(scenario, params, attacker, alpha, num_groups)
+    hessian = None
+    if dense:
+        hessian = _models.hessian_from_curvatures(
+            public.features, curv, l2=attacker.l2, param_shape=params.shape
+        )
+    return alpha, curv, hessian
+
+
+_hrec_plus_hessian_jit = jax.jit(
+    _hrec_plus_hessian, static_argnames=("fixed", "shrink", "dense", "num_groups")
+)
+
+
+def _hrec_plus(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
+    sc, attacker, state = ctx.scenario, ctx.attacker, ctx.state
+    ing = state.ingredients
+    public = attacker.public
+
+    def hessian_at(theta):
+        if not ing.shrinkage:
+            return attacker_hessian_matvec(sc, theta, attacker)
+        curv = attacker_curvatures(sc, theta, attacker, state.alpha, state.num_groups)
+        return lambda v: _models.curvature_hvp(public.features, curv, v) + attacker.l2 * v
+
+    if not ing.shrinkage:
+        matvec = ctx.hessian_matvec
+    elif state.hessian is not None:
+        matvec = _attacks.dense_matvec(state.hessian)
+    else:
+        curv = state.curvatures
+        matvec = lambda v: _models.curvature_hvp(public.features, curv, v) + attacker.l2 * v  # noqa: E731
+
+    lower, upper = sc.box
+    labels = sc.train.labels[deleted] if attacker.label_known else None
+
+    def loss_fn(t, x, y):
+        return _models.loss(sc.model, t, ctx.feature_map.apply(x), y)
+
+    def one(theta_after, label):
+        return _attacks.hrec_plus(
+            sc.model,
+            ctx.feature_map,
+            ctx.params,
+            theta_after,
+            matvec,
+            hessian_at=hessian_at,
+            ingredients=ing,
+            public_features=public.features,
+            lower=lower,
+            upper=upper,
+            invert=ctx.invert,
+            fallback=ctx.prior,
+            label=label,
+            loss_fn=loss_fn,
+        )
+
+    if labels is None:
+        return jax.vmap(lambda t: one(t, None))(thetas_after)
+    return jax.vmap(one)(thetas_after, labels)
+
+
 class UpdatesLeakState(NamedTuple):
     """The prepared Updates-Leak attack: its decoder and the public probe set it reads."""
 
@@ -263,6 +467,9 @@ def _updates_leak(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
 
 ATTACKS: dict[str, AttackSpec] = {
     "hrec": AttackSpec(_hrec, "HRec", uses_hessian=True, no_signal=True, multi_record=True),
+    "hrec-plus": AttackSpec(
+        _hrec_plus, "HRec+", prepare=_hrec_plus_prepare, uses_hessian=True, no_signal=True
+    ),
     "avg": AttackSpec(_avg, "Avg", multi_record=True),
     "maxdiff": AttackSpec(_maxdiff, "MaxDiff", multi_record=True),
     "informed": AttackSpec(_informed, "Informed", no_signal=True),
