@@ -71,9 +71,9 @@ def get_config(smoke: bool = False, data_dir: str | None = None) -> Config:
     """The experiment's configuration; `smoke` shrinks it to run in seconds without data files."""
     if smoke:
         return Config(
-            settings=(Setting("digits", "softmax", 300, 8, 200, ("none", "noise:0.1")),),
-            budgets=(100, 200),
-            factors=(0.5, 1.0),
+            settings=(Setting("digits", "softmax", 300, 8, 200, ("noise:0.1",)),),
+            budgets=(200,),
+            factors=(0.5,),
             label_attacks=("hrec-plus",),
         )
     if data_dir is None:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import IDENTITY, cosine, trained_glm
+from conftest import IDENTITY, cosine, load_experiment, trained_glm
 from jaxrecon import attacks, data, models, reconstruction, scenario, solvers, unlearners
 from jaxrecon.errors import InputError
 
@@ -236,3 +236,36 @@ def test_sign_rule_takes_the_sign_from_the_public_data_when_the_bias_is_noise(rn
         )
         plain = a / a[-1]
         assert (cosine(plain[:-1], record[:-1]) > 0) == (noise > 0)
+
+
+def test_hrec_plus_driver_smoke(tmp_path):
+    driver = load_experiment("hrec_plus")
+    results = driver.run(driver.get_config(smoke=True))
+    row = results["digits softmax"]
+    assert set(row["attacks"]) == {"hrec", "avg", "maxdiff", "hrec-plus", "-shrinkage", "+path"}
+    assert row["attacks"]["hrec-plus"]["cosine_median"] > row["attacks"]["avg"]["cosine_median"]
+    assert row["shrinkage_alpha"]["-shrinkage"] == 0.0
+    assert "| digits softmax |" in driver.markdown_table(results)
+    driver.plot(results, str(tmp_path / "hrec_plus.png"))
+    assert (tmp_path / "hrec_plus.png").stat().st_size > 0
+
+
+def test_threat_model_driver_smoke(tmp_path):
+    driver = load_experiment("threat_model")
+    results = driver.run(driver.get_config(smoke=True))
+    row = results["digits softmax"]
+    assert set(row["budgets"]) == {200} and set(row["n_factor"]) == {0.5}
+    assert set(row["shifts"]) == {"noise:0.1"}
+    assert row["label"]["known"]["hrec-plus"]["label_accuracy"] == 1.0
+    driver.plot(results, str(tmp_path / "threat_model.png"))
+    assert "public samples for median 0.9" in driver.markdown_table(results)
+
+
+def test_budget_for_target_interpolates_in_log_m():
+    budget_for = load_experiment("threat_model").budget_for
+    medians = {100: 0.8, 1000: 0.95, 10000: 0.99}
+    budgets = {m: {"a": {"cosine_median": v}} for m, v in medians.items()}
+    # 0.9 is two thirds of the way from 0.8 to 0.95: log m = 2 + 2/3 decades.
+    assert abs(budget_for(budgets, "a", 0.9) - 10 ** (2 + 2 / 3)) < 1e-9
+    assert budget_for(budgets, "a", 0.5) == 100.0
+    assert budget_for(budgets, "a", 0.999) is None
