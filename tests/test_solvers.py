@@ -109,3 +109,37 @@ def test_bad_linear_solver_raises():
             weights=jnp.ones(3),
             linear_solver="qr",
         )
+
+
+def test_fresh_compiles_of_the_newton_cg_kernel_agree(rng):
+    """The failure mode of jax/jaxlib 0.10.2 on CPU (jax-ml/jax#39103, excluded in pyproject):
+    about one fresh compilation in seven of this nested while loop (Newton steps around CG,
+    vmapped over deletions) returned NaN for identical inputs. Eight compilations, bypassing
+    the in-memory and persistent caches, must give finite, bit-identical answers."""
+    _, _, y = make_problem(rng, n=40, d=4, num_classes=3, task="multiclass")
+    p = jnp.asarray(make_problem(rng, n=40, d=4)[1])
+    model = models.softmax_model(3)
+    theta = solvers.fit_newton(model, p, jnp.asarray(y), l2=0.5, weights=jnp.ones(40)).params
+    masks = jnp.ones((6, 40)).at[jnp.arange(6), jnp.arange(6)].set(0.0)
+
+    def kernel(features, labels, masks, start):
+        return jax.vmap(
+            lambda w: (
+                solvers.fit_newton(
+                    model, features, labels, l2=0.5, weights=w, init=start, linear_solver="cg"
+                ).params
+            )
+        )(masks)
+
+    cache = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        runs = []
+        for _ in range(8):
+            jax.clear_caches()
+            runs.append(np.asarray(jax.jit(kernel)(p, jnp.asarray(y), masks, theta)))
+    finally:
+        jax.config.update("jax_enable_compilation_cache", cache)
+    assert np.all(np.isfinite(runs[0]))
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other, runs[0])
