@@ -191,7 +191,8 @@ class HRecPlusState:
     Attributes:
       alpha: the shrinkage intensity used (0 without shrinkage).
       curvatures: the attacker's per-sample public curvatures at θ⁺ after shrinkage ([m] or
-        [m, K, K], scaled by (n−1)/m), for the matrix-free Ĥ; None without shrinkage.
+        [m, K, K], scaled by (n−1)/m), for the matrix-free Ĥ; None without shrinkage, with a
+        dense `hessian`, or rebased on other releases (then rebuilt at each θ⁺).
       hessian: the shrunk Ĥ at θ⁺ as a dense [P, P] matrix (P <= DENSE_LIMIT), or None.
       ingredients: the switches (`attacks.Ingredients`).
       num_groups: groups of the shrinkage target (the public classes; 1 for regression).
@@ -346,9 +347,11 @@ def _hrec_plus(ctx: AttackContext, thetas_after, deleted) -> AttackResult:
         matvec = ctx.hessian_matvec
     elif state.hessian is not None:
         matvec = _attacks.dense_matvec(state.hessian)
-    else:
+    elif state.curvatures is not None:
         curv = state.curvatures
         matvec = lambda v: _models.curvature_hvp(public.features, curv, v) + attacker.l2 * v  # noqa: E731
+    else:  # rebased on another θ⁺ (`Attack.apply_pairs`): the Ĥ there, the same intensity
+        matvec = hessian_at(ctx.params)
 
     lower, upper = sc.box
     labels = sc.train.labels[deleted] if attacker.label_known else None
@@ -546,9 +549,19 @@ class Attack:
         differences consecutive models) and the attacker's own n at that time ([B]); the Ĥ of
         each is matrix-free at its θ⁺. Unjitted."""
 
+        # Prepared Hessians belong to the first θ⁺; hrec-plus rebuilds its Ĥ at each one.
+        states = tuple(
+            dataclasses.replace(s, hessian=None, curvatures=None)
+            if isinstance(s, HRecPlusState)
+            else s
+            for s in self.states
+        )
+
         def lane(before, after, position, n):
             attacker = dataclasses.replace(self.attacker, n_train=n)
-            single = dataclasses.replace(self, params=before, hessian=None, attacker=attacker)
+            single = dataclasses.replace(
+                self, params=before, hessian=None, attacker=attacker, states=states
+            )
             out = single.apply(after[None], position[None])
             return jax.tree.map(lambda a: a[0], out)
 

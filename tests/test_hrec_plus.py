@@ -269,3 +269,20 @@ def test_budget_for_target_interpolates_in_log_m():
     assert abs(budget_for(budgets, "a", 0.9) - 10 ** (2 + 2 / 3)) < 1e-9
     assert budget_for(budgets, "a", 0.5) == 100.0
     assert budget_for(budgets, "a", 0.999) is None
+
+
+def test_hrec_plus_on_release_pairs_rebuilds_its_hessian_at_each_release(digits):
+    """`apply_pairs` (sequential releases) drops the Ĥ prepared at θ⁺ and rebuilds it at each
+    pair's own θ⁺: with θ⁺ itself as every pair's first release it matches the prepared one."""
+    theta = scenario.fit(digits).params
+    deleted = scenario.draw_deletions(digits, 3)
+    after = unlearners.make_unlearn(digits, theta)(deleted)
+    state = reconstruction.prepare_attack(digits, theta, "hrec-plus", shrinkage=0.4)
+    attack = reconstruction.make_attack(digits, theta, ["hrec-plus"], states={"hrec-plus": state})
+    direct = attack(after.params, deleted)["hrec-plus"]
+    before = jnp.broadcast_to(theta, after.params.shape)
+    pairs = jax.jit(lambda a, b, t, d, n: a.apply_pairs(b, t, d, n))(
+        attack, before, after.params, deleted, jnp.full(3, digits.n_train)
+    )["hrec-plus"]
+    np.testing.assert_allclose(pairs.x_hat, direct.x_hat, rtol=1e-9, atol=1e-10)
+    np.testing.assert_array_equal(pairs.y_hat, direct.y_hat)
