@@ -28,6 +28,7 @@ import time
 
 import jax
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -215,6 +216,7 @@ def plot(results: dict, path: str) -> None:
             )
         ax.axhline(TARGET, color="gray", ls=":", lw=1)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("public samples m")
         ax.set_ylabel(f"{setting}\nmedian cosine")
         ax.legend(fontsize=7)
