@@ -200,8 +200,10 @@ class Ingredients(NamedTuple):
 
     Attributes:
       box: clip x̂ to the data box (the attacker's prior on the input domain).
-      shrinkage: blend each public sample's curvature toward its class mean (`shrunk_curvatures`)
-        with the intensity of `shrinkage_intensity`; off: the raw public Ĥ.
+      shrinkage: each public sample's curvature blended toward its class mean
+        (`shrunk_curvatures`, the intensity from `shrinkage_by_validation`,
+        `shrinkage_intensity` or the caller); off: the raw public Ĥ. `hrec_plus` reads the Ĥ it
+        is given; the switch tells its caller which one to build.
       path: Gauss–Legendre points of the path average ∫₀¹ Ĥ(θ⁺ + t(θ⁻ − θ⁺)) dt (0: Ĥ at θ⁺).
       sign_rule: where the bias coordinate of the decoded direction is not well determined,
         take sign and scale from the public data (`robust_direction`).
@@ -246,9 +248,10 @@ def hrec_plus(
     ∇ℓ(θ⁺; z_j) = ∫₀¹ H₋(θ⁺ + tδ) dt · δ exactly, so this removes the Newton-step error; it
     matters where the loss is far from quadratic over δ). Then:
 
-    - sign rule (`robust_direction`): a record whose decoded bias coordinate is tiny against
-      the rest (a well-fit record, ℓ' ≈ 0) gets its sign and scale from the public data
-      instead of from dividing by noise;
+    - sign rule (`robust_direction`): a record whose decoded bias coordinate is small against
+      the rest of the direction (exact gradients give |a₀|/‖a‖ = 1/‖p_j‖; the errors of Ĥ or of
+      an inexact θ⁻ can swamp it, most easily for a well-fit record with ℓ' ≈ 0) gets its sign
+      and scale from the public data instead of from dividing by noise;
     - `label` (the attacker knows it): used as ŷ and for the refinement;
     - refinement: `match_gradient` (Adam in the box) from x̂ with label ŷ;
     - box: x̂ clipped to [lower, upper].

@@ -258,7 +258,7 @@ def _hrec_plus_prepare(
         raise _validate.fail("attacks", "hrec-plus on sharded (SISA) releases")
     shrink = shrinkage is not False
     ingredients = _attacks.Ingredients(box, shrink, int(path), sign_rule, int(refine))
-    groups = _shrinkage_groups(scenario.model, attacker)
+    groups = _shrinkage_groups(scenario.model)
     dense = scenario.param_count <= DENSE_LIMIT
     alpha, curvatures, hessian = _hrec_plus_hessian_jit(
         scenario, params, attacker, fixed, shrink=shrink, dense=dense, num_groups=groups
@@ -266,7 +266,7 @@ def _hrec_plus_prepare(
     return HRecPlusState(alpha, curvatures, hessian, ingredients, groups)
 
 
-def _shrinkage_groups(model, attacker: Attacker) -> int:
+def _shrinkage_groups(model) -> int:
     """The shrinkage target's groups: the public classes (binary: 2), or one for regression."""
     return {MULTICLASS: model.num_outputs, BINARY: 2, REGRESSION: 1}[model.task]
 
