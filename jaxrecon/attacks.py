@@ -38,6 +38,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from jaxrecon import _validate
+from jaxrecon import metrics as _metrics
 from jaxrecon import models as _models
 from jaxrecon import solvers as _solvers
 from jaxrecon.features import FeatureMap
@@ -502,10 +503,7 @@ def shrinkage_by_validation(
             def cosine(alpha):
                 a, _, _ = gradient_direction(model, (1 - alpha) * raw + alpha * shrunk)
                 p_hat = a / _nonzero(a[-1])
-                return jnp.sum(p_hat[:-1] * p[:-1]) / jnp.maximum(
-                    jnp.linalg.norm(p_hat[:-1]) * jnp.linalg.norm(p[:-1]),
-                    jnp.finfo(p.dtype).tiny,
-                )
+                return _metrics.cosine_similarity(p_hat[:-1], p[:-1])
 
             return jax.vmap(cosine)(grid)
 
