@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and newton unlearning)",
     )
     _add_threat_model_flags(run, defaults)
+    _add_distributed_flags(run)
     run.add_argument(
         "--overwrite",
         action="store_true",
@@ -267,6 +268,40 @@ def _add_threat_model_flags(run, defaults) -> None:
         dest="label_known",
         action="store_false",
         help="the attack may not use the label anywhere (the default; HRec recovers it)",
+    )
+
+
+def _add_distributed_flags(run) -> None:
+    """One run over several JAX processes (hosts, or GPUs of one host): `jax.distributed`."""
+    group = run.add_argument_group(
+        "several processes (one run over several hosts; start the same command in each)"
+    )
+    group.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="address of process 0's coordinator (jax.distributed.initialize); with "
+        "--num-processes and --process-id",
+    )
+    group.add_argument(
+        "--num-processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="number of processes of the run, >= 1",
+    )
+    group.add_argument(
+        "--process-id",
+        type=int,
+        default=None,
+        metavar="I",
+        help="this process's index in [0, N); process 0 writes the summary and tables",
+    )
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a run over several processes with the cluster's own settings (Slurm, "
+        "Open MPI, Cloud TPU: jax.distributed.initialize() without arguments)",
     )
 
 
@@ -394,10 +429,16 @@ def _with_flag(err: InputError, parser: argparse.ArgumentParser, command: str) -
 def _run(args: argparse.Namespace) -> int:
     import jax
 
+    # Before anything else touches JAX: initialising the backends ends the chance to join.
+    _initialize_distributed(args)
     # Exactness checks need float64; float32 runs still use float32 arrays throughout.
     jax.config.update("jax_enable_x64", True)
     from jaxrecon import engine, report, store
     from jaxrecon.config import RunConfig
+
+    # Process 0 alone prints and writes the final files (every process writes its chunks).
+    lead = jax.process_index() == 0
+    quiet = args.quiet or not lead
 
     config = RunConfig(
         dataset=args.dataset,
@@ -431,21 +472,80 @@ def _run(args: argparse.Namespace) -> int:
         public_shift=args.public_shift,
         label_known=args.label_known,
     ).validate()
+    if args.out is None and jax.process_count() > 1:  # each process would pick its own time
+        raise InputError(
+            f"out: required with {jax.process_count()} processes (a folder all of them see)",
+            argument="out",
+        )
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     _check_writable(out)
     resumed = store.prepare_out_dir(out, config, overwrite=args.overwrite)
-    if resumed and not args.quiet:
+    if resumed and not quiet:
         print(f"resuming the run in {out} (same config): finished chunks are reused")
-    result = engine.run(
-        config, progress=not args.quiet, checkpoint_dir=out, overwrite=args.overwrite
-    )
+    result = engine.run(config, progress=not quiet, checkpoint_dir=out, overwrite=args.overwrite)
+    if not lead:
+        return 0
     result.summary["config"]["out"] = out
     written = report.write_outputs(result, out, save_arrays=args.save_arrays)
-    if not args.quiet:
+    if not quiet:
         print(report.format_table(result.summary))
         print(f"labels: {result.summary['data']['label_rule']}")
         print(f"wrote {', '.join(os.path.basename(p) for p in written)} to {out}")
     return 0
+
+
+def _initialize_distributed(args: argparse.Namespace) -> None:
+    """`jax.distributed.initialize` from --coordinator/--num-processes/--process-id (all three),
+    or with no arguments under --distributed (the cluster says); nothing without them.
+
+    Raises:
+      InputError: a missing or bad flag, or the runtime could not start (naming the flag).
+    """
+    from jaxrecon import _validate
+
+    explicit = {
+        "coordinator": args.coordinator,
+        "num_processes": args.num_processes,
+        "process_id": args.process_id,
+    }
+    given = [name for name, value in explicit.items() if value is not None]
+    if not given and not args.distributed:
+        return
+    if given and len(given) < len(explicit):
+        missing = next(name for name, value in explicit.items() if value is None)
+        raise _validate.fail(
+            missing,
+            f"required with --{given[0].replace('_', '-')} (give --coordinator, "
+            "--num-processes and --process-id together, or --distributed alone)",
+        )
+    if given:
+        host, _, port = args.coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _validate.fail(
+                "coordinator", f"must be HOST:PORT (a port in 1..65535), got {args.coordinator!r}"
+            )
+        _validate.integer("num_processes", args.num_processes, minimum=1)
+        _validate.integer("process_id", args.process_id, minimum=0, maximum=args.num_processes - 1)
+    import jax
+
+    try:
+        if given:
+            jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        else:
+            jax.distributed.initialize()
+    except (RuntimeError, ValueError) as err:
+        reason = (str(err).strip() or type(err).__name__).splitlines()[0]
+        if given:
+            raise _validate.fail(
+                "coordinator", f"could not join the run at {args.coordinator!r}: {reason}"
+            ) from None
+        if isinstance(err, ValueError):  # nothing detected: no coordinator, count or index
+            reason = f"the cluster gave no settings: {reason}"
+        raise _validate.fail(
+            "distributed",
+            f"could not join a run ({reason}); start under Slurm, Open MPI or Cloud TPU, or "
+            "pass --coordinator, --num-processes and --process-id",
+        ) from None
 
 
 def _sweep(args: argparse.Namespace) -> int:

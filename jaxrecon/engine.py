@@ -5,16 +5,26 @@ job needs: the deletions are processed in fixed-size chunks by ONE compiled func
 (the last chunk is padded, so no deletion recompiles anything and memory stays bounded), each
 chunk sharded over the local devices, and every finished chunk saved atomically (`store`) so an
 interrupted run resumes where it stopped. `report.write_outputs(result, out_dir)` writes the files.
+
+Several processes (after `jax.distributed.initialize`, e.g. one per host) share one run: each
+trains θ⁺ and prepares the shared systems itself (deterministic, so identical everywhere), owns the
+chunks whose number is its process index modulo the process count, computes them on its own
+devices and saves them into the shared checkpoint folder; after a barrier process 0 loads every
+chunk and alone returns the result. The only cross-process communication is a few tiny
+all-gathers (`multihost_utils.process_allgather`), which double as barriers and carry each
+process's failure flag, so one process's error stops every process instead of hanging them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 try:  # jax >= 0.7
@@ -29,7 +39,7 @@ from jaxrecon import report as _report
 from jaxrecon import scenario as _scenario
 from jaxrecon import unlearners as _unlearners
 from jaxrecon.attacks import AttackResult
-from jaxrecon.config import RunConfig
+from jaxrecon.config import RunConfig, config_hash
 from jaxrecon.errors import InputError, NumericalError
 from jaxrecon.report import Outcome, RunResult
 from jaxrecon.store import ChunkStore
@@ -42,23 +52,38 @@ def run(
     progress: bool = True,
     checkpoint_dir: str | None = None,
     overwrite: bool = False,
-) -> RunResult:
+) -> RunResult | None:
     """Runs the whole job for `config` and returns the results.
+
+    Under several JAX processes (`jax.process_count() > 1`) every process must call this with
+    the same arguments: each computes its own chunks (see the module docstring) into
+    `checkpoint_dir`, which every process must see (a shared file system), and process 0
+    returns the result of the whole run; the other processes return None.
 
     Args:
       config: the run's options.
-      progress: show a progress bar over the chunks of deletions.
+      progress: show a progress bar over the chunks of deletions (process 0 only).
       checkpoint_dir: if given, every finished chunk of deletions is saved there atomically
         (`chunks/chunk-<k>.npz`, tagged with the config hash) and chunks already saved by an
         earlier, interrupted run of the same config are loaded instead of recomputed. Nothing
         is written before the data, the options and training have passed their checks.
+        Required with several processes.
       overwrite: let `checkpoint_dir` replace a run with a different config.
 
+    Returns:
+      The run's results; None on a process other than process 0.
+
     Raises:
-      InputError: a bad option or data set (the message names it).
+      InputError: a bad option or data set (the message names it), or, under several
+        processes, another process failed (its own error is on its stderr).
       NumericalError: a solve returned non-finite values (the message names the deletion).
     """
     config.validate()
+    if jax.process_count() > 1 and checkpoint_dir is None:
+        raise _validate.fail(
+            "checkpoint_dir",
+            f"a run over {jax.process_count()} processes needs a folder all of them share",
+        )
     mesh = deletion_mesh(config.devices)
     sc = scenario_of(config)
     attacker = attacker_of(config, sc)
@@ -70,9 +95,10 @@ def run(
     unlearner, attack = _prepare(config, sc, fit.params, attacker, timer)
     store = None
     if checkpoint_dir is not None:
-        store = ChunkStore.open(checkpoint_dir, config, overwrite=overwrite)
-    run_chunks = _run_sequence if config.sequential else _run_chunks
-    out, chunks = run_chunks(config, mesh, unlearner, attack, deleted, store, timer, progress)
+        store = _open_store(checkpoint_dir, config, overwrite)
+    out, chunks = _deletions(config, mesh, unlearner, attack, deleted, store, timer, progress)
+    if out is None:  # not process 0, which reports the run
+        return None
     results = {
         name: AttackResult(out[f"x_{name}"], out[f"y_{name}"], out[f"score_{name}"])
         for name in config.attacks
@@ -197,25 +223,47 @@ def _prepare(config: RunConfig, sc, theta, attacker, timer):
     return unlearner, attack
 
 
-def _run_chunks(config, mesh, unlearner, attack, deleted, store, timer, progress):
-    """Unlearns and attacks `deleted` chunk by chunk, each chunk sharded over `mesh`; returns the
-    concatenated outputs and the chunk counts (size, computed, reused)."""
+def _deletions(config, mesh, unlearner, attack, deleted, store, timer, progress):
+    """Every chunk of `deleted` unlearned and attacked: this process's own chunks computed (or
+    loaded when saved), then, on process 0 once every process finished, the others' chunks read
+    back from `store`. Returns the concatenated outputs and the chunk counts (size, computed,
+    reused, and with several processes their number); (None, None) on the other processes."""
+    size = _chunk_size(config, mesh)
+    compute = _run_sequence if config.sequential else _run_chunks
+    numbers = _owned_chunks(config, size)
+    progress = progress and jax.process_index() == 0
+    failure, done, counts = None, {}, {"computed": 0, "reused": 0}
+    try:
+        done, counts = compute(
+            config, mesh, unlearner, attack, deleted, store, timer, progress, size, numbers
+        )
+    except Exception as err:  # noqa: BLE001 - re-raised once the other processes know
+        failure = err
+    counts = _synchronise(failure, counts, timer)
+    if jax.process_index() != 0:
+        return None, None
+    processes = jax.process_count()
+    counts |= {"processes": processes} if processes > 1 else {}
+    return _collect(done, deleted, size, store), {"size": size} | counts
+
+
+def _run_chunks(config, mesh, unlearner, attack, deleted, store, timer, progress, size, numbers):
+    """Unlearns and attacks the chunks `numbers` of `deleted` (`size` deletions each), each
+    sharded over `mesh`; returns their outputs by chunk number and the counts (computed,
+    reused)."""
     unlearn_fn, attack_fn = _chunk_functions(mesh)
     fisher = jax.jit(_unlearners.fisher_bounds) if _unlearners.fisher_applies(unlearner) else None
     replicated = NamedSharding(mesh, PartitionSpec())
     unlearner, attack = jax.device_put((unlearner, attack), replicated)
     by_deletion = NamedSharding(mesh, PartitionSpec("deletions"))
-    # Every device gets the same share of each chunk: round the chunk up to a multiple.
-    chunk = -(-min(config.chunk_size, config.deletions) // mesh.size) * mesh.size
-    starts = range(0, config.deletions, chunk)
-    outputs: dict[str, list[np.ndarray]] = {}
+    done: dict[int, dict[str, np.ndarray]] = {}
     reused = 0
-    for number, start in enumerate(_progress(starts, config, progress)):
-        idx = deleted[start : start + chunk]
+    for number in _progress(numbers, config, progress):
+        idx = deleted[number * size : (number + 1) * size]
         saved = None if store is None else store.load(number, idx)
         reused += saved is not None
         if saved is None:
-            padded = np.concatenate([idx, np.repeat(idx[-1:], chunk - len(idx), axis=0)])
+            padded = np.concatenate([idx, np.repeat(idx[-1:], size - len(idx), axis=0)])
             padded = jax.device_put(padded, by_deletion)
             with timer("unlearn"):
                 unlearned = jax.block_until_ready(unlearn_fn(unlearner, padded))
@@ -228,27 +276,27 @@ def _run_chunks(config, mesh, unlearner, attack, deleted, store, timer, progress
             saved = _chunk_arrays(idx, unlearned, recon, bounds)
             if store is not None:
                 store.save(number, saved)
-        for k, v in saved.items():
-            outputs.setdefault(k, []).append(v)
-    counts = {"size": chunk, "computed": len(starts) - reused, "reused": reused}
-    return {k: np.concatenate(v) for k, v in outputs.items()}, counts
+        if jax.process_index() == 0:  # the others' chunks are read back by process 0
+            done[number] = saved
+    return done, {"computed": len(numbers) - reused, "reused": reused}
 
 
-def _run_sequence(config, mesh, unlearner, attack, deleted, store, timer, progress):
+def _run_sequence(config, mesh, unlearner, attack, deleted, store, timer, progress, size, numbers):
     """The sequential variant of `_run_chunks`: consecutive stretches of the sequence, each
     continuing from the previous one's model and retained records (saved with the chunk, so a
     resumed run continues exactly); each release attacked against the one before it. One
-    device (the sequence is inherently serial)."""
+    device of one process (the sequence is inherently serial): `numbers` is every chunk or
+    none."""
     del mesh
     sequence = jax.jit(_unlearners.unlearn_sequence)
     pairs = jax.jit(lambda a, before, after, d, n: a.apply_pairs(before, after, d, n))
     believed = int(attack.attacker.n_train)
     carry = published = None
-    outputs: dict[str, list[np.ndarray]] = {}
+    done: dict[int, dict[str, np.ndarray]] = {}
     reused = 0
-    starts = range(0, len(deleted), config.chunk_size)
-    for number, start in enumerate(_progress(starts, config, progress)):
-        idx = deleted[start : start + config.chunk_size]
+    for number in _progress(numbers, config, progress):
+        start = number * size
+        idx = deleted[start : start + size]
         saved = None if store is None else store.load(number, idx)
         reused += saved is not None
         if saved is None:
@@ -269,20 +317,108 @@ def _run_sequence(config, mesh, unlearner, attack, deleted, store, timer, progre
         saved = dict(saved)
         carry = (saved.pop("carry_theta"), saved.pop("carry_weights"))
         published = saved["theta_after"][-1]
+        done[number] = saved
+    return done, {"computed": len(numbers) - reused, "reused": reused}
+
+
+def _chunk_size(config: RunConfig, mesh: Mesh) -> int:
+    """Deletions per chunk: `chunk_size`, rounded up so every device of every process gets the
+    same share (a multiple of each process's mesh size; sequential runs: unrounded)."""
+    if config.sequential:
+        return config.chunk_size
+    sizes = [mesh.size]
+    if jax.process_count() > 1:
+        sizes = [int(n) for n in multihost_utils.process_allgather(np.int32(mesh.size))]
+    multiple = math.lcm(*sizes)
+    return -(-min(config.chunk_size, config.deletions) // multiple) * multiple
+
+
+def _owned_chunks(config: RunConfig, size: int) -> list[int]:
+    """The chunk numbers this process computes: number % process_count == process_index
+    (sequential runs: all of them on process 0)."""
+    total = -(-config.deletions // size)
+    process, processes = jax.process_index(), jax.process_count()
+    if config.sequential:
+        return list(range(total)) if process == 0 else []
+    return list(range(process, total, processes))
+
+
+def _open_store(out_dir: str, config: RunConfig, overwrite: bool) -> ChunkStore:
+    """`ChunkStore.open` on process 0 (it alone claims and cleans `out_dir`); the other processes
+    wait for it, then use the same folder."""
+    if jax.process_count() == 1:
+        return ChunkStore.open(out_dir, config, overwrite=overwrite)
+    store, failure = None, None
+    if jax.process_index() == 0:
+        try:
+            store = ChunkStore.open(out_dir, config, overwrite=overwrite)
+        except Exception as err:  # noqa: BLE001 - re-raised by _synchronise
+            failure = err
+    _synchronise(failure)
+    return store or ChunkStore(out_dir, config_hash(config))
+
+
+def _synchronise(
+    failure: BaseException | None, counts: dict[str, int] | None = None, timer=None
+) -> dict[str, int] | None:
+    """Waits for every process; raises `failure`, or InputError when another process failed.
+
+    With `counts`, returns them summed over the processes, and sets `timer`'s unlearn and attack
+    seconds to the slowest process's.
+    """
+    if jax.process_count() == 1:
+        if failure is not None:
+            raise failure
+        return counts
+    counts = counts or {}
+    seconds = timer.totals() if timer is not None else {}
+    mine = [failure is not None, counts.get("computed", 0), counts.get("reused", 0)]
+    mine += [seconds.get("unlearn", 0.0), seconds.get("attack", 0.0)]
+    table = np.asarray(multihost_utils.process_allgather(np.asarray(mine, np.float32)))
+    if failure is not None:
+        raise failure
+    failed = np.flatnonzero(table[:, 0])
+    if failed.size:
+        raise InputError(
+            f"process {int(failed[0])} of the run failed (its error is on its own stderr); "
+            "rerun the same command to resume from the chunks already saved"
+        )
+    if timer is not None:
+        timer.set("unlearn", float(table[:, 3].max()))
+        timer.set("attack", float(table[:, 4].max()))
+    return {"computed": int(table[:, 1].sum()), "reused": int(table[:, 2].sum())}
+
+
+def _collect(done, deleted, size: int, store: ChunkStore | None) -> dict[str, np.ndarray]:
+    """Every chunk's outputs concatenated in order: those in `done`, the others (computed by
+    other processes) loaded from `store`."""
+    outputs: dict[str, list[np.ndarray]] = {}
+    for number in range(-(-len(deleted) // size)):
+        saved = done.get(number)
+        if saved is None:
+            idx = deleted[number * size : (number + 1) * size]
+            saved = None if store is None else store.load(number, idx)
+            if saved is None:
+                raise _validate.fail(
+                    "out",
+                    f"chunk {number} computed by another process is missing or unreadable in "
+                    f"{store.folder!r}; every process must write into the same folder (a shared "
+                    "file system)",
+                )
+            saved = {k: v for k, v in saved.items() if not k.startswith("carry_")}
         for k, v in saved.items():
             outputs.setdefault(k, []).append(v)
-    counts = {"size": config.chunk_size, "computed": len(starts) - reused, "reused": reused}
-    return {k: np.concatenate(v) for k, v in outputs.items()}, counts
+    return {k: np.concatenate(v) for k, v in outputs.items()}
 
 
-def _progress(starts, config: RunConfig, progress: bool):
-    """`starts`, behind a progress bar when asked."""
+def _progress(numbers, config: RunConfig, progress: bool):
+    """The chunk `numbers`, behind a progress bar when asked."""
     if not progress:
-        return starts
+        return numbers
     from tqdm.auto import tqdm
 
     desc = f"unlearn+attack ({config.deletions} deletions)"
-    return tqdm(starts, desc=desc, unit="chunk", leave=False)
+    return tqdm(numbers, desc=desc, unit="chunk", leave=False)
 
 
 def _chunk_arrays(idx, unlearned: UnlearnResult, recon, fisher=None) -> dict[str, np.ndarray]:
@@ -327,7 +463,10 @@ def _chunk_functions(mesh: Mesh) -> tuple[Callable, Callable]:
 
 
 def deletion_mesh(devices: int | None) -> Mesh:
-    """A 1-D mesh over the first `devices` local devices, its axis named "deletions"."""
+    """A 1-D mesh over the first `devices` local devices, its axis named "deletions".
+
+    Local, also under several processes: each process computes its own chunks on its own
+    devices (`devices` then counts the devices of each process)."""
     available = jax.local_devices()
     count = len(available) if devices is None else devices
     if count > len(available):
@@ -375,6 +514,10 @@ class _Timer:
             yield
         finally:
             self._totals[stage] = self._totals.get(stage, 0.0) + time.perf_counter() - start
+
+    def set(self, stage: str, seconds: float) -> None:
+        """Replaces the seconds of `stage` (another process's clock, for example)."""
+        self._totals[stage] = seconds
 
     def totals(self) -> dict[str, float]:
         """The four stages of summary.json `timing_s` (0 when skipped), then any others."""
