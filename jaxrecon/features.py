@@ -3,7 +3,8 @@
 Every model in jaxrecon is linear in p, so the attack recovers p and needs a way back to x. A
 `FeatureMap` carries both directions when the way back is exact (identity); maps without a
 closed-form inverse (random Fourier features) leave `invert=None`; the attacks invert those
-numerically (`attacks.invert_features`), which needs only `apply` (it is differentiable).
+numerically: `attacks.invert_features` needs only `apply` (it is differentiable), and
+`attacks.invert_rff` uses W and b, which `rff_params_of(fmap.apply)` finds again.
 
 Feature maps are fixed and known to the attacker (DESIGN §2): a random map carries the arrays it
 was drawn with in `params`, so a driver can pass them to a jitted kernel as arguments (call
@@ -12,6 +13,7 @@ was drawn with in `params`, so a driver can pass them to a jitted kernel as argu
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -155,11 +157,29 @@ def feature_map(params: RFFParams | None) -> FeatureMap:
     num_features = params.weights.shape[0]
     return FeatureMap(
         name="rff",
-        apply=lambda x: rff_apply(params, x),
+        # A partial, not a lambda, so that `rff_params_of` can find W and b again.
+        apply=functools.partial(rff_apply, params),
         invert=None,
         dim=lambda d: num_features + 1,
         params=params,
     )
+
+
+def rff_params_of(feature_fn: Callable[[jax.Array], jax.Array]) -> RFFParams | None:
+    """The `RFFParams` behind `feature_fn` when it is an RFF map's `apply`, else None.
+
+    Lets a consumer of a plain x -> p function (`attacks.feature_inverter`) use the map's
+    closed form (matrix products with W) instead of autodiff.
+    """
+    if (
+        isinstance(feature_fn, functools.partial)
+        and feature_fn.func is rff_apply
+        and len(feature_fn.args) == 1
+        and not feature_fn.keywords
+        and isinstance(feature_fn.args[0], RFFParams)
+    ):
+        return feature_fn.args[0]
+    return None
 
 
 def median_bandwidth(x: jax.Array, *, max_samples: int = 2000) -> jax.Array:
