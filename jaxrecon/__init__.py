@@ -19,8 +19,10 @@ from jaxrecon.attacks import hrec as hrec
 from jaxrecon.attacks import informed as informed
 from jaxrecon.attacks import inversion_starts as inversion_starts
 from jaxrecon.attacks import invert_features as invert_features
+from jaxrecon.attacks import invert_rff as invert_rff
 from jaxrecon.attacks import maxdiff as maxdiff
 from jaxrecon.attacks import public_hessian_matvec as public_hessian_matvec
+from jaxrecon.attacks import rff_gram_inverse as rff_gram_inverse
 from jaxrecon.attacks import updates_leak_signature as updates_leak_signature
 from jaxrecon.auditing import AuditResult as AuditResult
 from jaxrecon.auditing import audit as audit
@@ -79,6 +81,7 @@ from jaxrecon.snapshots import Snapshot as Snapshot
 from jaxrecon.snapshots import from_estimator as from_estimator
 from jaxrecon.snapshots import load_snapshot as load_snapshot
 from jaxrecon.solvers import FitResult as FitResult
+from jaxrecon.solvers import KroneckerPreconditioner as KroneckerPreconditioner
 from jaxrecon.solvers import NystromPreconditioner as NystromPreconditioner
 from jaxrecon.solvers import fit_newton as fit_newton
 from jaxrecon.solvers import fit_ridge as fit_ridge
@@ -95,6 +98,7 @@ from jaxrecon.unlearning import UnlearnResult as UnlearnResult
 from jaxrecon.unlearning import deletion_masks as deletion_masks
 from jaxrecon.unlearning import glm_system as glm_system
 from jaxrecon.unlearning import hessian_cholesky as hessian_cholesky
+from jaxrecon.unlearning import hessian_kfac as hessian_kfac
 from jaxrecon.unlearning import hessian_nystrom as hessian_nystrom
 from jaxrecon.unlearning import ridge_system as ridge_system
 from jaxrecon.unlearning import unlearn_glm as unlearn_glm

@@ -486,27 +486,39 @@ def hessian_from_curvatures(
     param_shape: tuple[int, ...],
 ) -> jax.Array:
     """Σ_i (p_i p_iᵀ) ⊗ C_i + l2·I as a dense [P, P] matrix (see `dense_hessian`), for given
-    per-example curvatures ([n] or [n, K, K], weights folded in) and θ of `param_shape`."""
+    per-example curvatures ([n] or [n, K, K], weights folded in) and θ of `param_shape`.
+
+    Memory P² plus one [D, D] block: a loop over the K(K+1)/2 blocks on and above the diagonal
+    writes each block and its transpose into one [D, K, D, K] buffer in place, and l2 goes onto
+    the diagonal without a dense l2·I (stacking the blocks instead kept about seven [P, P]
+    float64 buffers alive: 3.2 GB for MNIST softmax, P = 7,850)."""
     size = int(np.prod(param_shape))
-    dtype = features.dtype
-    if jnp.ndim(l2) == 0:
-        reg = l2 * jnp.eye(size, dtype=dtype)
-    else:
-        reg = jnp.diag(jnp.broadcast_to(l2, param_shape).reshape(-1).astype(dtype))
-    if curvatures.ndim == 1:
-        return _gram(features, curvatures) + reg
-    k = curvatures.shape[1]
     dim = features.shape[1]
-    blocks = {}
-    for a in range(k):
-        for b in range(a, k):
-            blocks[a, b] = _gram(features, curvatures[:, a, b])
-    rows = [
-        jnp.stack([blocks[a, b] if a <= b else blocks[b, a].T for b in range(k)], axis=2)
-        for a in range(k)
-    ]  # rows[a][x, y, b] = H[(x, a), (y, b)]
-    hess = jnp.stack(rows, axis=1)  # [D, K, D, K]
-    return hess.reshape(dim * k, dim * k) + reg
+    # The diagonal of l2·I, in the dtype l2 * eye(P, features.dtype) has.
+    if jnp.ndim(l2) == 0:
+        diagonal = jnp.broadcast_to(l2 * jnp.ones((), features.dtype), (size,))
+    else:
+        diagonal = jnp.broadcast_to(l2, param_shape).reshape(-1).astype(features.dtype)
+    dtype = jnp.result_type(features.dtype, curvatures.dtype, diagonal.dtype)
+    if curvatures.ndim == 1:
+        coords = jnp.arange(size)
+        return _gram(features, curvatures).astype(dtype).at[coords, coords].add(diagonal)
+    k = curvatures.shape[1]
+    upper_a, upper_b = (jnp.asarray(i) for i in np.triu_indices(k))
+    diagonal = diagonal.reshape(dim, k)
+    curv = jnp.moveaxis(curvatures, 0, -1)  # [K, K, n]: one block's weights are contiguous
+    coords = jnp.arange(dim)
+
+    def write(i, hess):  # hess[x, a, y, b] = H[(x, a), (y, b)]
+        a, b = upper_a[i], upper_b[i]
+        block = _gram(features, curv[a, b]).astype(dtype)  # [D, D]
+        # The transpose first: on the diagonal (a = b) the block itself, with l2, overwrites it.
+        hess = jax.lax.dynamic_update_slice(hess, block.T[:, None, :, None], (0, b, 0, a))
+        block = block.at[coords, coords].add(jnp.where(a == b, diagonal[:, a], 0))
+        return jax.lax.dynamic_update_slice(hess, block[:, None, :, None], (0, a, 0, b))
+
+    hess = jax.lax.fori_loop(0, len(upper_a), write, jnp.zeros((dim, k, dim, k), dtype))
+    return hess.reshape(size, size)
 
 
 def _gram(features: jax.Array, weights: jax.Array) -> jax.Array:

@@ -669,9 +669,9 @@ def fit(
     """θ⁺ on the training set, the solver chosen by the model's properties.
 
     Quadratic losses (ridge, one-hot ridge): closed form. P <= DENSE_LIMIT: Newton with dense
-    Cholesky solves. Larger: Newton-CG preconditioned by a Nyström sketch of the Hessian at the
-    start (θ = 0); the sketch sets only the speed, the answer is exact to the reported gradient
-    norm. Pure; jit it (`jax.jit(fit)(scenario)`).
+    Cholesky solves. Larger: Newton-CG preconditioned by the Kronecker-factored Hessian at the
+    start (`unlearning.hessian_kfac`; exact at θ = 0 for softmax); it sets only the speed, the
+    answer is exact to the reported gradient norm. Pure; jit it (`jax.jit(fit)(scenario)`).
 
     Args:
       scenario: the scenario.
@@ -698,11 +698,13 @@ def fit(
     if scenario.param_count <= DENSE_LIMIT:
         return newton()
     start = model.init(train.features.shape[1], train.features.dtype) if init is None else init
-    sketch = nystrom_sketch(scenario, start)
+    factors = _unlearning.hessian_kfac(
+        model, start, train.features, l2=l2, labels=train.labels, weights=weights
+    )
     return newton(
         linear_solver="cg",
         cg_max_steps=500,
-        precond=functools.partial(_solvers.apply_nystrom, sketch),
+        precond=functools.partial(_solvers.apply_kronecker, factors),
     )
 
 

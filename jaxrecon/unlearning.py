@@ -25,15 +25,16 @@ then serves every deleted index without recompiling.
   - small P = D·K: the Cholesky factor of H⁺ = ∇²L(θ⁺) (`hessian_cholesky`, a [P, P] matrix),
     which differs from the retained-data Hessian by a rank-K term, so a few CG steps suffice;
   - large P (4096 Fourier features × 10 classes = 40,970 parameters): never form a [P, P]
-    matrix. A rank-r randomised Nyström approximation of H⁺'s data term (`hessian_nystrom`,
-    r Hessian-vector products, memory r·P) preconditions CG on Hessian-vector products. Memory
-    per deletion is O(P + n·K), so B deletions vmapped in chunks (`jax.lax.map(...,
-    batch_size=...)`) need O(B·(D·K + n·K) + n·D + r·D·K).
+    matrix. A Kronecker-factored approximation A ⊗ C of H⁺'s data term (`hessian_kfac`: the
+    curvature-weighted input second moment and the mean output curvature, each eigendecomposed
+    once, memory D² + K²) preconditions CG on Hessian-vector products: a handful of CG steps
+    per Newton system. (`hessian_nystrom`, a rank-r randomised Nyström sketch from r
+    Hessian-vector products, memory r·P, is the structure-free alternative.) Memory per
+    deletion is O(P + n·K), so B deletions vmapped need O(B·(D·K + n·K) + n·D + D²).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -233,6 +234,326 @@ def hessian_nystrom(
     return _solvers.nystrom_preconditioner(key, matvec, params, rank=rank, shift=l2)
 
 
+def hessian_kfac(
+    model: Model,
+    params: jax.Array,
+    features: jax.Array,
+    *,
+    l2,
+    labels: jax.Array | None = None,
+    weights: jax.Array | None = None,
+    basis_dtype=None,
+) -> _solvers.KroneckerPreconditioner:
+    """Kronecker-factored preconditioner of H⁺ = Σ_i w_i (p_i p_iᵀ) ⊗ C_i + l2·I (large P).
+
+    Approximates the GLM Hessian by A ⊗ C with the curvature-weighted input second moment
+    A = Σ_i w_i tr(C_i) p_i p_iᵀ [D, D] and the mean normalised output curvature
+    C = Σ_i w_i C_i / Σ_i w_i tr(C_i) [K, K] (C_i = ℓ''(θᵀp_i) from `models.curvature_matrices`),
+    both inverted once by `solvers.kronecker_preconditioner` (memory D² + K², never [P, P]). The
+    weights tr(C_i) make A see the records the Hessian sees: confidently classified records carry
+    almost no curvature, and an unweighted Σ p pᵀ (plain K-FAC) over-counts them. Exact for
+    scalar-output models (K = 1: A ⊗ C is the Hessian's data term) and for softmax at θ = 0 (every
+    C_i equal). Measured on CIFAR-10 linear softmax (n = 4,000, P = 30,730, one deletion's
+    Newton system at θ⁺): CG needs 15 steps to a relative residual of 1e-6, against 64 with plain
+    K-FAC, 495 with a rank-200 Nyström preconditioner and 893 without.
+
+    Args:
+      model: the model family.
+      params: θ⁺ [D] or [D, K].
+      features: [n, D] training features.
+      l2: regulariser λ (the shift μ).
+      labels: [n] labels, needed when `model.hessian_uses_labels` (SVM).
+      weights: [n] sample weights of the objective (default: all ones).
+      basis_dtype: dtype of the [D, D] eigenbasis (default the features'; float32 halves its
+        memory and cost and leaves θ⁻ exact to the float64 gradient check).
+
+    Returns:
+      solvers.KroneckerPreconditioner (arrays only: pass it to jitted kernels as an argument).
+    """
+    dtype = features.dtype
+    if weights is None:
+        weights = jnp.ones(features.shape[0], dtype)
+    curv = _models.curvature_matrices(model, params, features, labels)
+    if curv.ndim == 1:  # scalar output: C_i is a number, A ⊗ C is exact
+        curv = curv[:, None, None]
+    curv = curv * weights[:, None, None]
+    trace = jnp.trace(curv, axis1=1, axis2=2)  # [n]
+    total = jnp.sum(trace)
+    k = curv.shape[1]
+    output = jnp.where(
+        total > 0,
+        jnp.sum(curv, axis=0) / jnp.maximum(total, jnp.finfo(dtype).tiny),
+        jnp.eye(k, dtype=dtype) / k,
+    )
+    inputs = (features * trace[:, None]).T @ features
+    return _solvers.kronecker_preconditioner(inputs, output, shift=l2, basis_dtype=basis_dtype)
+
+
+class KFACSystem(NamedTuple):
+    """The shared quantities of `unlearn_glm_kfac` at θ⁺ (`kfac_system`): no [P, P] matrix.
+
+    Attributes:
+      precond: the Kronecker-factored preconditioner of H⁺ (`hessian_kfac`).
+      logits: Z⁺ = P θ⁺ [n, K] (the curvature of every record at θ⁺).
+      grad: ∇L(θ⁺), shaped like θ.
+      grad_zero: ∇L(0), shaped like θ.
+      features_t: Pᵀ [D, n], contiguous.
+      solve_features: P [n, D] in the eigenbasis' lower precision (e.g. float32), in which the
+        CG solves run (mixed precision: the chord pass's gradient check stays in P's dtype), or
+        None to solve in P's dtype.
+      solve_features_t: its transpose [D, n], or None.
+    """
+
+    precond: _solvers.KroneckerPreconditioner
+    logits: jax.Array
+    grad: jax.Array
+    grad_zero: jax.Array
+    features_t: jax.Array
+    solve_features: jax.Array | None = None
+    solve_features_t: jax.Array | None = None
+
+
+def kfac_system(
+    model: Model,
+    params: jax.Array,
+    features: jax.Array,
+    labels: jax.Array,
+    *,
+    l2,
+    basis_dtype=None,
+) -> KFACSystem:
+    """What every deletion of `unlearn_glm_kfac` shares: the Kronecker factors of H⁺ (one
+    [D, D] eigendecomposition), the logits, ∇L(θ⁺) and ∇L(0); memory D² + n·(D + K).
+
+    `basis_dtype` lower than the features' (float32 for float64 data) stores the eigenbasis and a
+    copy of the features in it, and the kernel's CG solves run in it (twice the matmul rate on
+    CPUs, more on accelerators; + n·D memory); θ⁻ stays exact to the gradient norm checked in
+    the features' dtype, since every chord pass re-evaluates the gradient there.
+    """
+    weights = jnp.ones(features.shape[0], features.dtype)
+    low = basis_dtype is not None and jnp.dtype(basis_dtype) != features.dtype
+    solve_features = features.astype(basis_dtype) if low else None
+    return KFACSystem(
+        precond=hessian_kfac(
+            model, params, features, l2=l2, labels=labels, basis_dtype=basis_dtype
+        ),
+        logits=_models.logits(params, features),
+        grad=_models.gradient(model, params, features, labels, l2=l2, weights=weights),
+        grad_zero=_models.gradient(
+            model, jnp.zeros_like(params), features, labels, l2=l2, weights=weights
+        ),
+        features_t=features.T,
+        solve_features=solve_features,
+        solve_features_t=None if solve_features is None else solve_features.T,
+    )
+
+
+def unlearn_glm_kfac(
+    model: Model,
+    system: KFACSystem,
+    params: jax.Array,
+    features: jax.Array,
+    labels: jax.Array,
+    deleted: jax.Array,
+    *,
+    l2,
+    tol: float | None = None,
+    max_passes: int = 50,
+    block: int | None = None,
+    cg_max_steps: int = 200,
+) -> UnlearnResult:
+    """Exact unlearning of B single-sample deletions of a GLM with large P, batched (not vmapped).
+
+    The chord iterations of `unlearn_glm`, θ ← θ − H₋⁻¹ ∇L₋(θ) with the retained-data Hessian at
+    θ⁺, H₋ = H⁺ − (p_j p_jᵀ) ⊗ C_j, without any [P, P] matrix: each H₋⁻¹ is applied by conjugate
+    gradients on Hessian-vector products with H⁺ (the curvature of every record at θ⁺ is shared,
+    so a block of deletions costs two matrix products of the [n, D] features with [D, block·K]
+    tangents per CG step) minus the rank-K term of the deleted record, preconditioned by the
+    shared Kronecker factors (`hessian_kfac`: a handful of CG steps). CG stops once its residual
+    — the next gradient, to first order — is below a tenth of the target. ∇L₋(θ⁺) and ∇L₋(0)
+    cost O(P) from the shared ∇L(θ⁺) and ∇L(0); each later pass evaluates ∇L₋ on the n − 1
+    retained rows, which is also the exactness check: a lane stops when its relative gradient
+    norm ‖∇L₋(θ)‖ / ‖∇L₋(0)‖ <= tol. Convergence is linear with a small rate (the Hessian moves by
+    O(‖θ⁻ − θ⁺‖)); usually two passes.
+
+    Lanes that still need a pass are gathered into a dense block of `block` deletions per
+    iteration, as in `unlearn_glm`, so a batch costs the sum of its lanes' passes.
+
+    Args:
+      model: a GLM with a smooth loss (logistic, softmax).
+      system: `kfac_system(model, params, features, labels, l2=l2)`.
+      params: θ⁺ [D] or [D, K].
+      features: [n, D] training features.
+      labels: [n] training labels.
+      deleted: [B] positions, one deletion each.
+      l2: regulariser λ.
+      tol: relative gradient tolerance (default `solvers.default_tol`).
+      max_passes: passes over the data at most per deletion; a lane that reaches it is reported
+        with its (larger) gradient norm, never hidden.
+      block: deletions per pass (default min(B, 16)).
+      cg_max_steps: CG steps at most per pass.
+
+    Returns:
+      UnlearnResult batched over B: θ⁻ [B, *θ.shape], relative gradient norms [B], passes over
+      the retained data [B] (as `steps`) and CG steps [B] (as `cg_steps`).
+
+    Raises:
+      ValueError: `deleted` is not one-dimensional.
+    """
+    deleted = jnp.asarray(deleted)
+    if deleted.ndim != 1:
+        raise ValueError(f"deleted must be [B] positions, got shape {deleted.shape}")
+    dtype = features.dtype
+    tol = _solvers.default_tol(dtype) if tol is None else tol
+    scalar = params.ndim == 1
+    k = 1 if scalar else params.shape[1]
+    n, dim = features.shape
+    count = deleted.shape[0]
+    block = min(count, 16 if block is None else block)
+    shape = (dim, k)
+    tiny = jnp.finfo(dtype).tiny
+
+    def loss_grad(z, y):  # z [..., K] -> ℓ'(z, y) [..., K]
+        return model.dloss_z(z[..., 0], y)[..., None] if scalar else model.dloss_z(z, y)
+
+    def curvature_times(z, dz, y):  # ℓ''(z) dz over [..., K]
+        if scalar:
+            return model.curvature(z[..., 0], dz[..., 0], y)[..., None]
+        return model.curvature(z, dz, y)
+
+    def precondition(v):  # v [D, K]
+        return _solvers.apply_kronecker(system.precond, v)
+
+    # Per-deletion constants, all B lanes at once: no pass over the data.
+    p = features[deleted]  # [B, D]
+    y = labels[deleted]
+    z_j = system.logits[deleted].reshape(count, k)
+    grad0 = (
+        system.grad_zero.reshape(shape)[None]
+        - p[:, :, None] * loss_grad(jnp.zeros_like(z_j), y)[:, None]
+    )
+    scale = jnp.maximum(jnp.linalg.norm(grad0.reshape(count, -1), axis=1), tiny)
+    grad_plus = system.grad.reshape(shape)[None] - p[:, :, None] * loss_grad(z_j, y)[:, None]
+    z_all = system.logits.reshape(n, 1, k)
+    rows = jnp.arange(n)
+
+    if system.solve_features is None:
+        solve_dtype, x_solve, x_solve_t = dtype, features, system.features_t
+    else:
+        x_solve, x_solve_t = system.solve_features, system.solve_features_t
+        solve_dtype = x_solve.dtype
+    # The relative residual a CG solve can reach in its dtype (float32: ~1e-5).
+    rel_floor = 100 * float(jnp.finfo(solve_dtype).eps)
+    z_all = z_all.astype(solve_dtype)
+    l2_solve = jnp.asarray(l2).astype(solve_dtype)
+
+    def hvp(v, p_b, z_b, y_b):  # H₋(θ⁺) v for a block: v [b, D, K] in the solve dtype
+        dz = jnp.einsum("nd,bdk->nbk", x_solve, v)
+        r = curvature_times(z_all, dz, labels[:, None])
+        full = jnp.einsum("dn,nbk->bdk", x_solve_t, r) + l2_solve * v
+        own = curvature_times(z_b, jnp.einsum("bd,bdk->bk", p_b, v), y_b)  # C_j p_jᵀV
+        return full - p_b[:, :, None] * own[:, None, :]
+
+    def solve(g, p_b, z_b, y_b, scale_b):  # H₋⁻¹ g by PCG, all lanes of the block together
+        g_norm = jnp.maximum(jnp.linalg.norm(g.reshape(g.shape[0], -1), axis=1), tiny)
+        rel = jnp.clip(_solvers.CG_TARGET_MARGIN * tol * scale_b / g_norm, rel_floor, 1e-2)
+        unit = (g / g_norm[:, None, None]).astype(solve_dtype)  # no underflow in float32
+        p_s, z_s = p_b.astype(solve_dtype), z_b.astype(solve_dtype)
+        step, iters = _block_cg(
+            lambda v: hvp(v, p_s, z_s, y_b),
+            jax.vmap(precondition),
+            unit,
+            rel.astype(solve_dtype),
+            cg_max_steps,
+        )
+        return step.astype(dtype) * g_norm[:, None, None], iters
+
+    def cond(state):
+        active, rounds = state[4], state[5]
+        return jnp.any(active) & (rounds < count * max_passes)
+
+    def body(state):
+        thetas, grads, norms, passes, active, rounds, cg_total = state
+        (idx,) = jnp.nonzero(active, size=block, fill_value=count)
+        take = jnp.minimum(idx, count - 1)
+        p_b, z_b, y_b = p[take], z_j[take], y[take]
+        step, iters = solve(grads[take], p_b, z_b, y_b, scale[take])
+        th = thetas[take] - step
+        z = jnp.einsum("nd,bdk->nbk", features, th)
+        keep = (rows[:, None] != deleted[take][None, :]).astype(dtype)  # [n, b]
+        r = loss_grad(z, labels[:, None]) * keep[:, :, None]
+        g = jnp.einsum("dn,nbk->bdk", system.features_t, r) + l2 * th
+        norm = jnp.linalg.norm(g.reshape(block, -1), axis=1) / scale[take]
+        count_b = passes[take] + 1
+        again = (norm > tol) & (count_b < max_passes)
+        return (
+            thetas.at[idx].set(th, mode="drop"),
+            grads.at[idx].set(g, mode="drop"),
+            norms.at[idx].set(norm, mode="drop"),
+            passes.at[idx].set(count_b, mode="drop"),
+            active.at[idx].set(again, mode="drop"),
+            rounds + 1,
+            cg_total.at[idx].add(iters, mode="drop"),
+        )
+
+    norm0 = jnp.linalg.norm(grad_plus.reshape(count, -1), axis=1) / scale
+    # Per-lane carries derived from `deleted` (typed as varying under `shard_map`).
+    lanes = (deleted * 0).astype(jnp.int32)
+    state = (
+        jnp.broadcast_to(params.reshape(shape), (count,) + shape) + lanes[:, None, None],
+        grad_plus,
+        norm0 + lanes,
+        lanes,
+        norm0 > tol,
+        jnp.zeros((), jnp.int32),
+        lanes,
+    )
+    thetas, _, norms, passes, _, _, cg_total = jax.lax.while_loop(cond, body, state)
+    return UnlearnResult(thetas.reshape((count,) + params.shape), norms, passes, cg_total)
+
+
+def _block_cg(matvec, precond, rhs, rel_tol, max_steps):
+    """Preconditioned CG on a block of independent systems A_b x_b = r_b ([b, ...] arrays; the
+    operator and preconditioner act on the whole block, so every step is batched products).
+    Lane b stops updating once ‖r_b‖ <= rel_tol[b]·‖rhs_b‖; the loop ends when all have (or
+    after `max_steps`). Returns (x [b, ...], steps per lane [b])."""
+    axes = tuple(range(1, rhs.ndim))
+
+    def dot(a, b):
+        return jnp.sum(a * b, axis=axes)
+
+    def expand(c):
+        return c.reshape((-1,) + (1,) * (rhs.ndim - 1))
+
+    target = rel_tol * jnp.sqrt(dot(rhs, rhs))
+    x = jnp.zeros_like(rhs)
+    z = precond(rhs)
+    rz = dot(rhs, z)
+    steps = jnp.zeros(rhs.shape[0], jnp.int32)
+
+    def cond(state):
+        _, r, _, _, _, k = state
+        return jnp.any(jnp.sqrt(dot(r, r)) > target) & (k < max_steps)
+
+    def body(state):
+        x, r, p, rz, steps, k = state
+        live = jnp.sqrt(dot(r, r)) > target
+        ap = matvec(p)
+        alpha = jnp.where(live, rz / jnp.where(live, dot(p, ap), 1), 0)
+        x = x + expand(alpha) * p
+        r = r - expand(alpha) * ap
+        z = precond(r)
+        rz_new = dot(r, z)
+        beta = jnp.where(live, rz_new / jnp.where(live, rz, 1), 0)
+        p = jnp.where(expand(live), z + expand(beta) * p, p)
+        return x, r, p, jnp.where(live, rz_new, rz), steps + live, k + 1
+
+    x, _, _, _, steps, _ = jax.lax.while_loop(
+        cond, body, (x, rhs, z, rz, steps, jnp.zeros((), jnp.int32))
+    )
+    return x, steps
+
+
 def _cholesky_solver(factor: jax.Array) -> Callable[[jax.Array], jax.Array]:
     def apply(v):
         return jax.scipy.linalg.cho_solve((factor, True), v.reshape(-1)).reshape(v.shape)
@@ -249,7 +570,7 @@ def unlearn_retrain(
     *,
     l2,
     precond_factor: jax.Array | None = None,
-    preconditioner: _solvers.NystromPreconditioner | None = None,
+    preconditioner: _solvers.NystromPreconditioner | _solvers.KroneckerPreconditioner | None = None,
     tol: float | None = None,
     max_steps: int = 50,
     cg_max_steps: int = 200,
@@ -258,10 +579,11 @@ def unlearn_retrain(
 
     Newton's method on L_w (w = the deletion mask) with conjugate-gradient Newton systems on
     Hessian-vector products, preconditioned by the shared Cholesky factor of H⁺ (small P,
-    `hessian_cholesky`) or a shared Nyström preconditioner (large P, `hessian_nystrom`), or not at
-    all. Exact to the reported relative gradient norm (<= tol; the default reaches round-off in
-    float64) whichever preconditioner is used. Needs l2 > 0. For the SVM the Hessian is the
-    generalised one (squared hinge); Newton still converges.
+    `hessian_cholesky`) or shared Kronecker factors (large P, `hessian_kfac`; or a Nyström
+    sketch, `hessian_nystrom`), or not at all. Exact to the reported relative gradient norm
+    (<= tol; the default reaches round-off in float64) whichever preconditioner is used. Needs
+    l2 > 0. For the SVM the Hessian is the generalised one (squared hinge); Newton still
+    converges.
 
     Args:
       model: the model family.
@@ -272,7 +594,8 @@ def unlearn_retrain(
       l2: regulariser λ.
       precond_factor: lower Cholesky factor of M ≈ ∇²L(θ⁺) over the flattened parameters
         (`hessian_cholesky`), or None.
-      preconditioner: a `solvers.NystromPreconditioner` (`hessian_nystrom`), or None. At most
+      preconditioner: a `solvers.KroneckerPreconditioner` (`hessian_kfac`) or
+        `solvers.NystromPreconditioner` (`hessian_nystrom`), or None. At most
         one of `precond_factor` and `preconditioner`; neither means unpreconditioned CG.
       tol: relative gradient tolerance (default `solvers.default_tol`).
       max_steps: Newton steps at most.
@@ -287,7 +610,7 @@ def unlearn_retrain(
     if precond_factor is not None and preconditioner is not None:
         raise ValueError("pass at most one of precond_factor and preconditioner, got both")
     if preconditioner is not None:
-        precond = functools.partial(_solvers.apply_nystrom, preconditioner)
+        precond = _solvers.preconditioner_fn(preconditioner)
     elif precond_factor is not None:
         precond = _cholesky_solver(precond_factor)
     else:
@@ -599,10 +922,14 @@ def unlearn_glm(
 
 
 def _spd_inverse(matrix: jax.Array) -> jax.Array:
-    """A⁻¹ = L⁻ᵀ L⁻¹ of a symmetric positive definite A from its Cholesky factor A = L Lᵀ."""
+    """A⁻¹ = L⁻ᵀ (L⁻¹ I) of a symmetric positive definite A from its Cholesky factor A = L Lᵀ.
+
+    Two triangular solves (2P³ FLOPs) that overwrite the identity in place (LAPACK trsm), so
+    under jit only L and one [P, P] right-hand side are alive; forming L⁻¹ and then the product
+    L⁻ᵀL⁻¹ (3P³ FLOPs) kept L⁻¹, its transpose and the product alive at once.
+    """
     factor = jnp.linalg.cholesky(matrix)
-    eye = jnp.eye(matrix.shape[0], dtype=matrix.dtype)
-    inv_factor = jax.scipy.linalg.solve_triangular(factor, eye, lower=True)
-    # Materialise L⁻ᵀ first: a plain matrix product (about 1.5x faster on CPU than contracting
-    # the leading axis of both operands in place).
-    return jax.lax.optimization_barrier(inv_factor.T) @ inv_factor
+    # + 0·L₀₀ (exactly the identity, NaN where the factorisation failed) makes the identity
+    # depend on L, so XLA does not allocate it next to A and L: one [P, P] buffer fewer.
+    eye = jnp.eye(matrix.shape[0], dtype=matrix.dtype) + 0 * factor[0, 0]
+    return jax.scipy.linalg.cho_solve((factor, True), eye)

@@ -115,13 +115,13 @@ def test_every_attack_reports_with_the_same_keys(tmp_path):
 
 
 def test_large_parameter_path_never_forms_the_hessian():
-    """P = 901 x 10 > DENSE_UNLEARN_LIMIT: Newton-CG with a Nyström preconditioner, still exact."""
+    """P = 901 x 10 > DENSE_UNLEARN_LIMIT: chord iterations with CG solves on Kronecker factors."""
     config = pipeline.RunConfig(
         model="softmax", features="rff", rff_dim=900, n_train=200, deletions=4
     )
     s = pipeline.run(config, progress=False).summary
     assert 901 * 10 > pipeline.DENSE_UNLEARN_LIMIT
-    assert s["unlearning"]["kernel"] == "newton-cg-nystrom"
+    assert s["unlearning"]["kernel"] == "chord-kfac"
     assert s["unlearning"]["max_grad_norm"] <= 1e-8
     assert s["model"]["train_grad_norm"] <= 1e-8
 

@@ -1,4 +1,5 @@
-"""The large-parameter path: Newton-CG on Hessian-vector products with a Nyström preconditioner."""
+"""The large-parameter path: Newton-CG on Hessian-vector products, preconditioned by Kronecker
+factors (`unlearning.hessian_kfac`) or a Nyström sketch."""
 
 import functools
 
@@ -138,3 +139,182 @@ def test_preconditioner_errors_and_dtype(rng):
     )(w.astype(jnp.float32))
     assert res.params.dtype == jnp.float32 and pre32.basis.dtype == jnp.float32
     assert res.grad_norm < 1e-3
+
+
+# --- Kronecker-factored preconditioner ----------------------------------------------------------
+
+_kfac = jax.jit(unlearning.hessian_kfac, static_argnums=(0,), static_argnames=("basis_dtype",))
+
+
+def test_kronecker_preconditioner_is_the_exact_inverse_of_a_kron_c_plus_shift(rng):
+    """M⁻¹v against NumPy's solve with the explicit [P, P] matrix np.kron(A, C) + μI."""
+    d, k, mu = 7, 4, 0.3
+    a = rng.normal(size=(d, d + 3))
+    c = rng.normal(size=(k, k))
+    a_fac, c_fac = a @ a.T, c @ c.T
+    pre = solvers.kronecker_preconditioner(jnp.asarray(a_fac), jnp.asarray(c_fac), shift=mu)
+    v = rng.normal(size=(d, k))
+    # θ [D, K] flattens row-major, index (x, a) -> x·K + a: the matrix is A ⊗ C.
+    expected = np.linalg.solve(np.kron(a_fac, c_fac) + mu * np.eye(d * k), v.reshape(-1))
+    got = solvers.apply_kronecker(pre, jnp.asarray(v))
+    np.testing.assert_allclose(np.asarray(got).reshape(-1), expected, rtol=1e-10, atol=1e-12)
+    vec = rng.normal(size=d)  # scalar-output parameters [D] with a 1 x 1 output factor
+    pre1 = solvers.kronecker_preconditioner(jnp.asarray(a_fac), jnp.ones((1, 1)), shift=mu)
+    np.testing.assert_allclose(
+        solvers.apply_kronecker(pre1, jnp.asarray(vec)),
+        np.linalg.solve(a_fac + mu * np.eye(d), vec),
+        rtol=1e-10,
+    )
+
+
+@pytest.mark.parametrize("name, k", [("logistic", None), ("softmax", 3)])
+def test_kfac_is_the_hessian_where_it_should_be(rng, name, k):
+    """Logistic (K = 1): A ⊗ C is the data term exactly. Softmax at θ = 0: every C_i is equal,
+    so A ⊗ C is again exact. Both: M⁻¹H = I, checked against the dense Hessian."""
+    model, p, y, theta = _setup(rng, name, k=k)
+    if name == "softmax":
+        theta = jnp.zeros_like(theta)
+    pre = _kfac(model, theta, p, l2=0.7)
+    hess = np.asarray(models.dense_hessian(model, theta, p, l2=0.7, weights=jnp.ones(len(y))))
+    size = hess.shape[0]
+    cols = jax.vmap(lambda e: solvers.apply_kronecker(pre, e.reshape(theta.shape)).reshape(-1))(
+        jnp.eye(size)
+    )
+    np.testing.assert_allclose(np.asarray(cols) @ hess, np.eye(size), atol=1e-10)
+
+
+def test_kfac_unlearning_is_exact_and_cuts_cg_steps_on_fourier_features(rng):
+    """RFF softmax, P = 97 x 4: θ⁻ equals dense Newton retraining (float64 closed-form solves),
+    with fewer Hessian-vector products than unpreconditioned CG; vmap equals the loop."""
+    n, k = 150, 4
+    x = rng.uniform(size=(n, 6))
+    y = jnp.asarray(np.argmax(x[:, :k] + 0.3 * rng.normal(size=(n, k)), axis=1))
+    fmap = features.rff_features(jax.random.key(0), 6, 96, 1.0)
+    p = fmap.apply(jnp.asarray(x))
+    model = models.softmax_model(k)
+    theta = solvers.fit_newton(model, p, y, l2=1.0, weights=jnp.ones(n)).params
+    pre = _kfac(model, theta, p, l2=1.0)
+    deleted = jnp.asarray([3, 100, 149])
+    masks = unlearning.deletion_masks(deleted, n)
+
+    def one(w, pre):
+        return unlearning.unlearn_retrain(
+            model, theta, p, y, w, l2=1.0, preconditioner=pre, cg_max_steps=300, tol=1e-10
+        )
+
+    batch = jax.jit(jax.vmap(one, in_axes=(0, None)))
+    plain, fast = batch(masks, None), batch(masks, pre)
+    assert float(jnp.max(fast.grad_norm)) <= 1e-10
+    single = jax.jit(one)
+    for b in range(len(deleted)):
+        dense = solvers.fit_newton(model, p, y, l2=1.0, weights=masks[b], linear_solver="dense")
+        np.testing.assert_allclose(fast.params[b], dense.params, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(fast.params[b], single(masks[b], pre).params, atol=1e-12)
+    assert 1.5 * float(jnp.sum(fast.cg_steps)) < float(jnp.sum(plain.cg_steps))
+
+
+def test_kfac_float32_basis_keeps_theta_exact(rng):
+    """The eigenbasis in float32 is only a preconditioner: θ⁻ stays exact in float64."""
+    model, p, y, theta = _setup(rng, "softmax", n=80, d=5, k=3)
+    pre32 = _kfac(model, theta, p, l2=0.7, basis_dtype=jnp.float32)
+    assert pre32.in_basis.dtype == jnp.float32 and pre32.in_eigvals.dtype == jnp.float64
+    w = unlearning.deletion_masks(jnp.asarray([11]), len(y))[0]
+    res = jax.jit(
+        lambda w: unlearning.unlearn_retrain(
+            model, theta, p, y, w, l2=0.7, preconditioner=pre32, tol=1e-12
+        )
+    )(w)
+    dense = solvers.fit_newton(model, p, y, l2=0.7, weights=w, linear_solver="dense")
+    assert res.params.dtype == jnp.float64 and float(res.grad_norm) <= 1e-12
+    np.testing.assert_allclose(res.params, dense.params, rtol=1e-9, atol=1e-11)
+
+
+def test_preconditioner_fn_names_a_wrong_type():
+    with pytest.raises(TypeError, match="preconditioner must be"):
+        solvers.preconditioner_fn(jnp.ones(3))
+
+
+def _rff_softmax(rng, n=150, k=4, width=96):
+    x = rng.uniform(size=(n, 6))
+    y = jnp.asarray(np.argmax(x[:, :k] + 0.3 * rng.normal(size=(n, k)), axis=1))
+    fmap = features.rff_features(jax.random.key(0), 6, width, 1.0)
+    p = fmap.apply(jnp.asarray(x))
+    model = models.softmax_model(k)
+    theta = solvers.fit_newton(model, p, y, l2=1.0, weights=jnp.ones(n)).params
+    return model, p, y, theta
+
+
+@pytest.mark.parametrize("name", ["softmax", "logistic"])
+def test_chord_kfac_equals_dense_retraining_and_the_dense_chord_kernel(rng, name):
+    """`unlearn_glm_kfac` (no [P, P] matrix) against dense Newton retraining on the retained
+    rows (float64 Cholesky solves) and against `unlearn_glm` (explicit H⁺⁻¹): same θ⁻."""
+    if name == "softmax":
+        model, p, y, theta = _rff_softmax(rng)
+    else:
+        model, p, y, theta = _setup(rng, "logistic", n=120, d=9, k=None)
+    deleted = jnp.asarray([0, 3, 77, 100, 119])
+    system = jax.jit(unlearning.kfac_system, static_argnums=(0,))(model, theta, p, y, l2=1.0)
+    run = jax.jit(
+        lambda s, d: unlearning.unlearn_glm_kfac(model, s, theta, p, y, d, l2=1.0, tol=1e-12)
+    )
+    res = run(system, deleted)
+    assert res.params.shape == (len(deleted),) + theta.shape
+    assert float(jnp.max(res.grad_norm)) <= 1e-12 and int(jnp.min(res.steps)) >= 1
+    assert int(jnp.min(res.cg_steps)) >= 1
+    dense_system = unlearning.glm_system(model, theta, p, y, l2=1.0)
+    chord = unlearning.unlearn_glm(model, dense_system, theta, p, y, deleted, l2=1.0, tol=1e-12)
+    np.testing.assert_allclose(res.params, chord.params, rtol=1e-9, atol=1e-11)
+    for b, j in enumerate(np.asarray(deleted)):
+        w = unlearning.deletion_masks(jnp.asarray([j]), len(y))[0]
+        dense = solvers.fit_newton(model, p, y, l2=1.0, weights=w, linear_solver="dense")
+        np.testing.assert_allclose(res.params[b], dense.params, rtol=1e-9, atol=1e-11)
+        assert float(res.grad_norm[b]) == pytest.approx(
+            float(solvers.relative_grad_norm(model, res.params[b], p, y, l2=1.0, weights=w)),
+            rel=1e-6,
+            abs=1e-15,
+        )
+
+
+def test_chord_kfac_blocks_give_the_same_answer(rng):
+    """Lane compaction: any block size, the same θ⁻ as one lane at a time (bit-level close)."""
+    model, p, y, theta = _rff_softmax(rng, n=100, width=48)
+    system = unlearning.kfac_system(model, theta, p, y, l2=1.0)
+    deleted = jnp.asarray([5, 9, 40, 41, 99, 60, 2])
+    outs = [
+        unlearning.unlearn_glm_kfac(model, system, theta, p, y, deleted, l2=1.0, block=b)
+        for b in (1, 3, 7)
+    ]
+    for other in outs[1:]:
+        np.testing.assert_allclose(other.params, outs[0].params, rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(other.steps, outs[0].steps)
+    with pytest.raises(ValueError, match="deleted must be"):
+        unlearning.unlearn_glm_kfac(model, system, theta, p, y, deleted[None], l2=1.0)
+
+
+def test_chord_kfac_reports_a_lane_stopped_by_the_pass_cap(rng):
+    model, p, y, theta = _rff_softmax(rng, n=100, width=48)
+    system = unlearning.kfac_system(model, theta, p, y, l2=1.0)
+    res = unlearning.unlearn_glm_kfac(
+        model, system, theta, p, y, jnp.asarray([4, 8]), l2=1.0, tol=1e-15, max_passes=1
+    )
+    np.testing.assert_array_equal(res.steps, [1, 1])
+    assert float(jnp.min(res.grad_norm)) > 1e-15  # reported, never hidden
+
+
+def test_chord_kfac_solves_in_float32_and_stays_exact_in_float64(rng):
+    """Mixed precision: a float32 eigenbasis puts the CG solves (and a copy of the features) in
+    float32; every pass re-checks the gradient in float64, so θ⁻ is still exact."""
+    model, p, y, theta = _rff_softmax(rng, n=120, width=64)
+    deleted = jnp.asarray([1, 50, 119])
+    l2 = jnp.asarray(1.0)  # a float64 array, as scenarios hold it
+    low = unlearning.kfac_system(model, theta, p, y, l2=l2, basis_dtype=jnp.float32)
+    assert low.solve_features.dtype == jnp.float32 and low.solve_features_t.shape == p.T.shape
+    full = unlearning.kfac_system(model, theta, p, y, l2=1.0)
+    assert full.solve_features is None
+    res = [
+        unlearning.unlearn_glm_kfac(model, s, theta, p, y, deleted, l2=l2, tol=1e-12)
+        for s in (low, full)
+    ]
+    assert res[0].params.dtype == jnp.float64
+    assert float(jnp.max(res[0].grad_norm)) <= 1e-12
+    np.testing.assert_allclose(res[0].params, res[1].params, rtol=1e-9, atol=1e-11)

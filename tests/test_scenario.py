@@ -58,7 +58,7 @@ def _np_hrec(model_name, theta, after, hess):
         ("logistic", "identity", "chord"),
         ("softmax", "identity", "chord"),
         ("svm", "identity", "newton-cg-cholesky"),
-        ("softmax", "rff", "newton-cg-nystrom"),
+        ("softmax", "rff", "chord-kfac"),
     ],
 )
 def test_exact_kernel_follows_model_properties(digits, model, features, expected):
