@@ -114,6 +114,9 @@ BENCHMARKS = (
     "hrec_ridge",
     "hrec_softmax",
     "hrec_rff_softmax",
+    "rff_inversion",
+    "rff_softmax_exact_unlearning",
+    "cifar_softmax_exact_unlearning",
 )
 # Acceptance targets of issue 5 (ratios measured in one run on the 2-core CPU).
 TARGETS = {
@@ -123,7 +126,13 @@ TARGETS = {
     "hrec_ridge": {"flops_fraction": 0.4},
     "hrec_softmax": {"flops_fraction": 0.4},
     "hrec_rff_softmax": {"flops_fraction": 0.4},
+    # Issue 15: batched embedding inversion, and the paper-scale models (41K and 31K parameters).
+    "rff_inversion": {"ratio": 10.0},
+    "rff_softmax_exact_unlearning": {"ratio": 50.0},
+    "cifar_softmax_exact_unlearning": {"ratio": 50.0},
 }
+# Issue 15: peak RSS of the MNIST linear softmax e2e run (10,000 / 10,000 / 1,000), at most.
+E2E_PEAK_RSS_GIB = 2.5
 EXACT_TOL = {"float64": 1e-8, "float32": 1e-5}
 # Agreement with the float64 references that counts as "the same solution".
 PARAM_TOL = {"float64": 1e-6, "float32": 1e-2}
@@ -146,6 +155,9 @@ class Config:
       inverse_dtype: `make_unlearn` option: dtype of the chord kernel's shared H⁺⁻¹ (a
         preconditioner only).
       rff_dim: random Fourier features (plus the bias).
+      cifar_dim: inputs of the CIFAR-shaped softmax (32 x 32 x 3 = 3,072, plus the bias).
+      large_chunk: deletions in the timed batch of the large (RFF / CIFAR-shaped) softmax
+        retraining benchmarks.
       hrec_batch: deletions per call of the HRec `Attack` (bounds memory; >= B is one call).
       l2: the regulariser.
       dtype: "float64" or "float32" for the jaxrecon kernels (references stay float64).
@@ -166,6 +178,8 @@ class Config:
     block: int = 32
     inverse_dtype: str = "float32"
     rff_dim: int = 4096
+    cifar_dim: int = 3072
+    large_chunk: int = 64
     hrec_batch: int = 500
     l2: float = 1.0
     dtype: str = "float64"
@@ -184,9 +198,12 @@ class Config:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes!r}")
-        if max(self.logistic_chunk, self.softmax_chunk, self.deletions) > self.n_train:
+        if max(self.logistic_chunk, self.softmax_chunk, self.large_chunk, self.deletions) > (
+            self.n_train
+        ):
             raise ValueError("deletions and chunks must not exceed n_train")
-        if self.ref_refits + 1 > min(self.logistic_chunk, self.softmax_chunk, self.deletions):
+        smallest = min(self.logistic_chunk, self.softmax_chunk, self.large_chunk, self.deletions)
+        if self.ref_refits + 1 > smallest:
             raise ValueError("ref_refits + 1 must not exceed the smallest chunk")
         if self.ref_loops < 1 or self.ref_loops > self.deletions:
             raise ValueError(f"ref_loops must be in [1, deletions], got {self.ref_loops!r}")
@@ -194,10 +211,13 @@ class Config:
 
 
 def get_config(*, quick: bool = False, smoke: bool = False, dtype: str = "float64") -> Config:
-    """The full configuration; `quick` shrinks repeats (not sizes); `smoke` is tiny (tests)."""
+    """The full configuration; `quick` shrinks repeats (not sizes) and times the softmax batch at
+    a default `jaxrecon run`'s chunk (100 deletions); `smoke` is tiny (tests)."""
     config = Config(dtype=dtype)
     if quick:
-        config = dataclasses.replace(config, repeats=2, ref_refits=2, ref_loops=8)
+        config = dataclasses.replace(
+            config, repeats=2, ref_refits=2, ref_loops=8, softmax_chunk=QUICK_SOFTMAX_CHUNK
+        )
     if smoke:
         config = dataclasses.replace(
             config,
@@ -209,6 +229,8 @@ def get_config(*, quick: bool = False, smoke: bool = False, dtype: str = "float6
             logistic_chunk=8,
             softmax_chunk=8,
             rff_dim=32,
+            cifar_dim=24,
+            large_chunk=8,
             hrec_batch=8,
             repeats=1,
             ref_refits=1,
@@ -225,7 +247,16 @@ def get_config(*, quick: bool = False, smoke: bool = False, dtype: str = "float6
 TEST_ROWS = 100
 # NumPy seed offsets of each benchmark's deleted positions (unchanged since issue 5, so that runs
 # of different versions time the same deletions).
-DELETION_SEEDS = {"ridge": 10, "logistic": 20, "softmax": 30, "rff_softmax": 50}
+DELETION_SEEDS = {
+    "ridge": 10,
+    "logistic": 20,
+    "softmax": 30,
+    "rff_softmax": 50,
+    "cifar_softmax": 60,
+}
+# `--quick` times the softmax chord kernel on this many deletions: `jaxrecon run`'s default
+# chunk, so the ratio a default run sees is the one checked.
+QUICK_SOFTMAX_CHUNK = 100
 
 
 def make_data(config: Config) -> dict[str, np.ndarray]:
@@ -685,6 +716,138 @@ def _sklearn_retrain(kind, config, p_np, y_np, theta, deleted, out, tol):
     return ref, checks, name
 
 
+def bench_rff_inversion(config, data, matmul, cache, reference=None) -> dict[str, Any]:
+    """benchmarks/inversion.py's benchmark, imported on call (it imports this file's helpers)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # run.py may be loaded by path (tests)
+    import inversion
+
+    return inversion.bench_rff_inversion(config, data, matmul, cache, reference)
+
+
+# --------------------------------------------------------------------------------------------
+# Exact unlearning of the paper-scale models (issue 15)
+
+
+def make_cifar_data(config: Config) -> dict[str, np.ndarray]:
+    """Synthetic CIFAR-shaped data, float64 NumPy (fixed seed): n + m + `TEST_ROWS` images of
+    `cifar_dim` pixels in (0, 1), correlated like natural images (a logistic link of 48 latent
+    factors plus pixel noise), labels y ~ Categorical(softmax(z)) from a random linear teacher on
+    the centred pixels."""
+    rng = np.random.default_rng(config.seed + 70)
+    rows = config.n_train + config.n_public + TEST_ROWS
+    dim, k, latent = config.cifar_dim, config.num_classes, 48
+    basis = rng.normal(size=(latent, dim)) / math.sqrt(latent)
+    x = 1 / (
+        1 + np.exp(-(rng.normal(size=(rows, latent)) @ basis + 0.5 * rng.normal(size=(rows, dim))))
+    )
+    teacher = rng.normal(size=(dim, k)) * 3.0 / math.sqrt(dim)
+    z = (x - 0.5) @ teacher
+    return {"x": x, "y_softmax": np.argmax(z + rng.gumbel(size=(rows, k)), axis=1)}
+
+
+def _large_state(kind: str, config: Config, data, cache) -> dict[str, Any]:
+    """`_model_state` for "rff_softmax" (MNIST-shaped pixels through `rff_dim` random Fourier
+    features, the features as the scenario's inputs) and "cifar_softmax" (`make_cifar_data`)."""
+    if kind in cache:
+        return cache[kind]
+    t0 = time.perf_counter()
+    if kind == "rff_softmax":
+        x, source = _rff_pixels(config, data)[0], data
+    else:
+        source = make_cifar_data(config)
+        x = source["x"]
+    sc = make_scenario(config, make_dataset("softmax", config, source, x=x), "softmax")
+    t1 = time.perf_counter()
+    fit = _block(jax.jit(_scenario.fit)(sc))
+    t2 = time.perf_counter()
+    unlearner = _block(
+        _unlearners.make_unlearn(
+            sc, fit.params, "exact", tol=EXACT_TOL[config.dtype], inverse_dtype=config.inverse_dtype
+        )
+    )
+    t3 = time.perf_counter()
+    cache[kind] = {
+        "scenario": sc,
+        "fit": fit,
+        "unlearner": unlearner,
+        "seconds": {"scenario": t1 - t0, "train": t2 - t1, "system": t3 - t2},
+    }
+    return cache[kind]
+
+
+def bench_large_unlearning(kind, config, data, matmul, cache, reference=None) -> dict[str, Any]:
+    """The exact softmax `Unlearner` on a paper-scale model ("rff_softmax": 4,097 × 10 = 40,970
+    parameters; "cifar_softmax": 3,073 × 10 = 30,730) vs warm-started sklearn refits.
+
+    The library picks the kernel (Newton-CG with the Kronecker-factored preconditioner at these
+    sizes, `newton-cg-kfac`); the batch is `large_chunk` deletions in one call, vmapped.
+    """
+    state = _large_state(kind, config, data, cache)
+    sc, unlearner, fit, seconds = (
+        state["scenario"],
+        state["unlearner"],
+        state["fit"],
+        state["seconds"],
+    )
+    n, dim = sc.train.features.shape
+    k = config.num_classes
+    tol = EXACT_TOL[config.dtype]
+    chunk = config.large_chunk
+    deleted = deletions(config, kind, chunk)
+    out, timing, compile_s = _time_unlearner(unlearner, deleted, config.repeats)
+    ours = timing / chunk
+    # FLOPs per deletion (dominant products): every CG step is a Hessian-vector product (logits of
+    # the tangent and Pᵀ of the curvature-weighted result: 4nDK) and one preconditioner
+    # application (two [D, D] × [D, K] products: 4D²K); every Newton step a gradient and a
+    # line-search objective (6nDK), the first gradient at θ⁺ included.
+    newton = np.asarray(out.steps, np.float64)
+    grad_max = float(jnp.max(out.grad_norm))
+    checks = {"max_grad_norm": grad_max, "grad_norm_ok": grad_max <= tol}
+    if out.cg_steps is None:  # small sizes (--smoke): the chord kernel, counted as there
+        size = dim * k
+        flops = 2.0 * size * size + float(newton.mean()) * (4.0 * n * dim * k + 2.0 * size * size)
+        checks |= {"passes_mean": float(newton.mean()), "passes_max": int(newton.max())}
+    else:
+        cg = np.asarray(out.cg_steps, np.float64)
+        flops = (
+            float(cg.mean()) * (4.0 * n * dim * k + 4.0 * dim * dim * k)
+            + (float(newton.mean()) + 1) * 6.0 * n * dim * k
+        )
+        checks |= {
+            "newton_steps_mean": float(newton.mean()),
+            "newton_steps_max": int(newton.max()),
+            "cg_steps_mean": float(cg.mean()),
+            "cg_steps_max": int(cg.max()),
+        }
+    checks |= {
+        "train_grad_norm": float(fit.grad_norm),
+        "train_newton_steps": int(fit.steps),
+    }
+    if reference is None:
+        p_np, y_np = _reference_role(sc, "train")
+        ref, ref_checks, ref_name = _sklearn_retrain(
+            "softmax", config, p_np, y_np, fit.params, deleted, out, tol
+        )
+        checks |= ref_checks
+    else:
+        ref, ref_name = _loaded_reference(reference), reference["reference"]
+    return _result(
+        ours,
+        ref,
+        flops,
+        matmul,
+        reference=ref_name,
+        kernel=unlearner.kernel,
+        parameters=dim * k,
+        deletions_timed=chunk,
+        compile_s=compile_s,
+        setup_s=seconds["train"] + seconds["system"],
+        setup_detail_s={"train": seconds["train"], "unlearning_system": seconds["system"]},
+        scenario_s=seconds["scenario"],
+        checks=checks,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # HRec
 
@@ -703,6 +866,17 @@ def _exact_thetas_after(state: dict[str, Any], deleted: np.ndarray) -> tuple[jax
     return thetas[jnp.asarray(rows)], len(deleted) - len(fresh)
 
 
+def _rff_pixels(config: Config, data) -> tuple[np.ndarray, float]:
+    """φ(x) = √(2/F) cos(W x + b) of the pooled pixels without its bias column (the scenarios
+    add their own), and σ: the median pairwise distance of 200 training inputs."""
+    pixels = jnp.asarray(data["x"])
+    sigma = float(_features.median_bandwidth(pixels[:200]))
+    fmap = _features.rff_features(
+        jax.random.key(config.seed + 40), config.input_dim, config.rff_dim, sigma
+    )
+    return np.asarray(jax.jit(fmap.apply)(pixels))[:, :-1], sigma
+
+
 def _rff_inputs(config: Config, data) -> tuple[_scenario.Scenario, Any, Any, np.ndarray, dict]:
     """The RFF softmax scenario, θ⁺ and surrogate θ⁻ for B deletions.
 
@@ -711,13 +885,7 @@ def _rff_inputs(config: Config, data) -> tuple[_scenario.Scenario, Any, Any, np.
     the model sees p = [φ(x), 1] and HRec's reconstruction is p̂ itself (exact inverse).
     θ⁻ = θ⁺ + ∇ℓ(θ⁺; z_j)/(l2 + n/4): a surrogate with the right shape and size.
     """
-    pixels = jnp.asarray(data["x"])
-    # σ: the median pairwise distance of 200 training inputs (as in every earlier version).
-    sigma = float(_features.median_bandwidth(pixels[:200]))
-    fmap = _features.rff_features(
-        jax.random.key(config.seed + 40), config.input_dim, config.rff_dim, sigma
-    )
-    phi = np.asarray(jax.jit(fmap.apply)(pixels))[:, :-1]
+    phi, sigma = _rff_pixels(config, data)
     sc = make_scenario(config, make_dataset("softmax", config, data, x=phi), "softmax")
     fit = _block(jax.jit(_scenario.fit)(sc))
     deleted = deletions(config, "rff_softmax", config.deletions)
@@ -1039,6 +1207,13 @@ def run(
         "hrec_ridge": lambda ref: bench_hrec("ridge", config, data, matmul, cache, ref),
         "hrec_softmax": lambda ref: bench_hrec("softmax", config, data, matmul, cache, ref),
         "hrec_rff_softmax": lambda ref: bench_hrec("rff_softmax", config, data, matmul, cache, ref),
+        "rff_inversion": lambda ref: bench_rff_inversion(config, data, matmul, cache, ref),
+        "rff_softmax_exact_unlearning": lambda ref: bench_large_unlearning(
+            "rff_softmax", config, data, matmul, cache, ref
+        ),
+        "cifar_softmax_exact_unlearning": lambda ref: bench_large_unlearning(
+            "cifar_softmax", config, data, matmul, cache, ref
+        ),
     }
     for name in BENCHMARKS:
         if name not in names:
@@ -1050,6 +1225,8 @@ def run(
         results[name]["wall_s"] = time.perf_counter() - t0
         if name == "hrec_softmax":
             cache.pop("softmax", None)  # frees the [DK, DK] factor
+        if name.endswith("_softmax_exact_unlearning"):
+            cache.pop(name.removesuffix("_exact_unlearning"), None)  # frees the data and factors
         log(f"  done in {results[name]['wall_s']:.1f} s")
     end = measure_matmul(config)
     ceiling = max(matmul["flops_per_s"], end["flops_per_s"])
@@ -1120,7 +1297,7 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"  {name}: B timed={r['deletions_timed']}; " + ", ".join(cells))
         lines.append(f"    reference: {r['reference']}")
     lines.append("")
-    lines.append("acceptance (issue 5):")
+    lines.append("acceptance (issues 5 and 15):")
     for name, targets in TARGETS.items():
         if name not in results:
             continue
@@ -1143,8 +1320,11 @@ def format_e2e(e2e: dict[str, Any]) -> str:
     if "skipped" in e2e:
         return f"e2e: skipped: {e2e['skipped']}"
     lines = [f"e2e: {e2e['command']}"]
+    peak = e2e["peak_rss_bytes"] / 2**30
     lines.append(
-        f"  wall {e2e['wall_s']:.1f} s, peak RSS {e2e['peak_rss_bytes'] / 2**30:.2f} GiB, "
+        f"  wall {e2e['wall_s']:.1f} s, peak RSS {peak:.2f} GiB "
+        f"({'MET' if peak < E2E_PEAK_RSS_GIB else 'MISS'}: < {E2E_PEAK_RSS_GIB} GiB for the "
+        "MNIST linear softmax run), "
         f"max grad norm {e2e['max_grad_norm']:.1e}, HRec cosine median "
         f"{_fmt(e2e['hrec_cosine_median'])}"
     )
@@ -1235,6 +1415,8 @@ def main(argv: list[str] | None = None) -> int:
             root=args.e2e_root,
         )
         results["e2e"] = e2e
+        if "peak_rss_bytes" in e2e:
+            results["e2e_peak_rss_gib"] = e2e["peak_rss_bytes"] / 2**30
     if not args.e2e_only:
         print(format_table(results))
     elif "e2e" in results:

@@ -64,6 +64,11 @@ def test_smoke_checks_pass(bench, smoke_results):
     for name in ("hrec_ridge", "hrec_softmax", "hrec_rff_softmax"):
         assert smoke_results[name]["checks"]["matches_numpy"], name
     assert smoke_results["hrec_ridge"]["checks"]["cosine_median"] > 0.5
+    assert smoke_results["rff_inversion"]["checks"]["cosine_at_least_reference"]
+    for name in ("rff_softmax_exact_unlearning", "cifar_softmax_exact_unlearning"):
+        checks = smoke_results[name]["checks"]
+        assert checks["grad_norm_ok"] and checks["matches_sklearn"], name
+        assert checks["sklearn_converged"], name
 
 
 def test_smoke_times_the_librarys_kernels(bench, smoke_results):
