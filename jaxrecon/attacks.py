@@ -936,6 +936,10 @@ def inversion_starts(
     return jnp.concatenate([mean, public_x[idx]], axis=0)
 
 
+# `feature_inverter(method="auto")` takes the batched RFF path when F >= this many times d.
+RFF_INVERSION_MIN_RATIO = 4
+
+
 def feature_inverter(
     feature_fn: Callable[[jax.Array], jax.Array],
     public_x: jax.Array,
@@ -957,7 +961,11 @@ def feature_inverter(
     the "l2" objective — matrix products with W, so p̂ [D] or a batch [B, D] (or a vmap over
     deletions) is one batched problem; the Adam settings `steps` and `learning_rate` are then
     unused. "generic" (`invert_features`): Adam then Gauss–Newton by autodiff, for any
-    differentiable φ. "auto" picks "rff" when it applies.
+    differentiable φ. "auto" picks "rff" when it applies and the map has at least
+    `RFF_INVERSION_MIN_RATIO` times more features than inputs: its phase step is a least-squares
+    fit of x to F phases, which with F close to d fits the noise of p̂ (digits with 64 features
+    of 64 pixels: median cosine 0.69 against 0.99 for "generic", which the Adam path's start near
+    the public data keeps).
 
     Args:
       feature_fn: x [d] -> p [D] (e.g. `fmap.apply`).
@@ -982,7 +990,10 @@ def feature_inverter(
             "method: 'rff' needs feature_fn = FeatureMap.apply of an 'rff' map and objective "
             f"'l2', got objective {objective!r}"
         )
-    if method != "generic" and structured:
+    overdetermined = structured and params.weights.shape[0] >= (
+        RFF_INVERSION_MIN_RATIO * params.weights.shape[1]
+    )
+    if method == "rff" or (method == "auto" and overdetermined):
         _validate.integer("num_nearest", num_nearest, minimum=0)
         _validate.integer("polish_steps", polish_steps, minimum=0)
         gram_inverse = rff_gram_inverse(params, public_x.dtype)

@@ -229,3 +229,18 @@ def test_invert_rff_bad_arguments_raise_naming_them(rng):
         attacks.feature_inverter(lambda v: fmap.apply(v), x, public_p, method="rff", **kw)
     assert features.rff_params_of(fmap.apply) is fmap.params
     assert features.rff_params_of(lambda v: fmap.apply(v)) is None
+
+
+def test_auto_keeps_the_generic_path_when_features_barely_outnumber_inputs(rng):
+    """F < RFF_INVERSION_MIN_RATIO·d: the phase step's least squares would fit p̂'s noise, so
+    "auto" is the autodiff path, bit for bit."""
+    d, f = 8, 16
+    fmap = features.rff_features(jax.random.key(3), d, f, 1.0)
+    public_x = jnp.asarray(rng.uniform(size=(20, d)))
+    public_p = fmap.apply(public_x)
+    assert f < attacks.RFF_INVERSION_MIN_RATIO * d
+    target = fmap.apply(jnp.asarray(rng.uniform(size=d))) + 0.01
+    kw = {"lower": 0.0, "upper": 1.0, "steps": 20}
+    auto = attacks.feature_inverter(fmap.apply, public_x, public_p, **kw)
+    generic = attacks.feature_inverter(fmap.apply, public_x, public_p, method="generic", **kw)
+    np.testing.assert_array_equal(jax.jit(auto)(target), jax.jit(generic)(target))
