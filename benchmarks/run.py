@@ -338,13 +338,19 @@ def make_scenario(config: Config, dataset: _data.Dataset, model: str) -> _scenar
     )
 
 
-def _model_state(model: str, config: Config, data, cache) -> dict[str, Any]:
-    """The scenario of `model`, θ⁺ (`scenario.fit`) and its exact `Unlearner`
-    (`unlearners.make_unlearn`), built once per run, and the seconds each step took."""
-    if model in cache:
-        return cache[model]
+def _model_state(
+    model: str, config: Config, data, cache, *, key=None, x=None, **options
+) -> dict[str, Any]:
+    """The scenario of `model` (on inputs `x`, default the pixels), θ⁺ (`scenario.fit`) and its
+    exact `Unlearner` (`unlearners.make_unlearn` with the run's block and inverse dtype, or
+    `options`), built once per run (cached under `key`, default `model`), and the seconds each
+    step took."""
+    key = model if key is None else key
+    if key in cache:
+        return cache[key]
+    options = {"inverse_dtype": config.inverse_dtype, "block": config.block} | options
     t0 = time.perf_counter()
-    sc = make_scenario(config, make_dataset(model, config, data), model)
+    sc = make_scenario(config, make_dataset(model, config, data, x=x), model)
     t1 = time.perf_counter()
     fit = _block(jax.jit(_scenario.fit)(sc))
     t2 = time.perf_counter()
@@ -354,18 +360,17 @@ def _model_state(model: str, config: Config, data, cache) -> dict[str, Any]:
             fit.params,
             "exact",
             tol=EXACT_TOL[config.dtype],
-            inverse_dtype=config.inverse_dtype,
-            block=config.block,
+            **{k: v for k, v in options.items() if v is not None},
         )
     )
     t3 = time.perf_counter()
-    cache[model] = {
+    cache[key] = {
         "scenario": sc,
         "fit": fit,
         "unlearner": unlearner,
         "seconds": {"scenario": t1 - t0, "train": t2 - t1, "system": t3 - t2},
     }
-    return cache[model]
+    return cache[key]
 
 
 def _reference_role(sc: _scenario.Scenario, role: str) -> tuple[np.ndarray, np.ndarray]:
@@ -629,14 +634,10 @@ def bench_retrain_unlearning(kind, config, data, matmul, cache, reference=None) 
         "passes_max": int(passes.max()),
         "train_grad_norm": float(fit.grad_norm),
     }
-    if reference is None:
-        p_np, y_np = _reference_role(sc, "train")
-        ref, ref_checks, ref_name = _sklearn_retrain(
-            kind, config, p_np, y_np, fit.params, deleted, out, tol
-        )
-        checks |= ref_checks
-    else:
-        ref, ref_name = _loaded_reference(reference), reference["reference"]
+    ref, ref_name, ref_checks = _retrain_reference(
+        kind, config, sc, fit, deleted, out, tol, reference
+    )
+    checks |= ref_checks
     return _result(
         ours,
         ref,
@@ -651,6 +652,16 @@ def bench_retrain_unlearning(kind, config, data, matmul, cache, reference=None) 
         scenario_s=seconds["scenario"],
         checks=checks,
     )
+
+
+def _retrain_reference(kind, config, sc, fit, deleted, out, tol, reference):
+    """(Timing, name, checks) of the reference refits: timed now (`_sklearn_retrain` on the
+    scenario's training rows), or loaded from `reference` (an earlier run's entry; no checks)."""
+    if reference is not None:
+        return _loaded_reference(reference), reference["reference"], {}
+    p_np, y_np = _reference_role(sc, "train")
+    ref, checks, name = _sklearn_retrain(kind, config, p_np, y_np, fit.params, deleted, out, tol)
+    return ref, name, checks
 
 
 def _sklearn_retrain(kind, config, p_np, y_np, theta, deleted, out, tol):
@@ -748,31 +759,12 @@ def make_cifar_data(config: Config) -> dict[str, np.ndarray]:
 def _large_state(kind: str, config: Config, data, cache) -> dict[str, Any]:
     """`_model_state` for "rff_softmax" (MNIST-shaped pixels through `rff_dim` random Fourier
     features, the features as the scenario's inputs) and "cifar_softmax" (`make_cifar_data`)."""
-    if kind in cache:
-        return cache[kind]
-    t0 = time.perf_counter()
     if kind == "rff_softmax":
         x, source = _rff_pixels(config, data)[0], data
     else:
         source = make_cifar_data(config)
         x = source["x"]
-    sc = make_scenario(config, make_dataset("softmax", config, source, x=x), "softmax")
-    t1 = time.perf_counter()
-    fit = _block(jax.jit(_scenario.fit)(sc))
-    t2 = time.perf_counter()
-    unlearner = _block(
-        _unlearners.make_unlearn(
-            sc, fit.params, "exact", tol=EXACT_TOL[config.dtype], inverse_dtype=config.inverse_dtype
-        )
-    )
-    t3 = time.perf_counter()
-    cache[kind] = {
-        "scenario": sc,
-        "fit": fit,
-        "unlearner": unlearner,
-        "seconds": {"scenario": t1 - t0, "train": t2 - t1, "system": t3 - t2},
-    }
-    return cache[kind]
+    return _model_state("softmax", config, source, cache, key=kind, x=x, block=None)
 
 
 def bench_large_unlearning(kind, config, data, matmul, cache, reference=None) -> dict[str, Any]:
@@ -823,14 +815,10 @@ def bench_large_unlearning(kind, config, data, matmul, cache, reference=None) ->
         "train_grad_norm": float(fit.grad_norm),
         "train_newton_steps": int(fit.steps),
     }
-    if reference is None:
-        p_np, y_np = _reference_role(sc, "train")
-        ref, ref_checks, ref_name = _sklearn_retrain(
-            "softmax", config, p_np, y_np, fit.params, deleted, out, tol
-        )
-        checks |= ref_checks
-    else:
-        ref, ref_name = _loaded_reference(reference), reference["reference"]
+    ref, ref_name, ref_checks = _retrain_reference(
+        "softmax", config, sc, fit, deleted, out, tol, reference
+    )
+    checks |= ref_checks
     return _result(
         ours,
         ref,

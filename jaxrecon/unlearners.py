@@ -173,35 +173,16 @@ def _exact_unlearn(
         return jax.vmap(
             lambda d: _unlearning.unlearn_ridge(params, state, train.features, targets, d, l2=l2)
         )(deleted)
-    if kernel == "chord":
+    if kernel in ("chord", "chord-kfac"):
         if deleted.ndim != 1:
             raise _validate.fail(
                 "deleted",
-                f"the chord kernel removes one record per deletion: pass [B] positions, or "
+                f"the {kernel} kernel removes one record per deletion: pass [B] positions, or "
                 f"make_unlearn(..., records={deleted.shape[-1]}) for shape {deleted.shape}",
             )
         passes = {} if max_steps is None else {"max_passes": max_steps}
-        return _unlearning.unlearn_glm(
-            model,
-            state,
-            params,
-            train.features,
-            train.labels,
-            deleted,
-            l2=l2,
-            tol=tol,
-            block=block,
-            **passes,
-        )
-    if kernel == "chord-kfac":
-        if deleted.ndim != 1:
-            raise _validate.fail(
-                "deleted",
-                f"the chord-kfac kernel removes one record per deletion: pass [B] positions, or "
-                f"make_unlearn(..., records={deleted.shape[-1]}) for shape {deleted.shape}",
-            )
-        passes = {} if max_steps is None else {"max_passes": max_steps}
-        return _unlearning.unlearn_glm_kfac(
+        chord = _unlearning.unlearn_glm if kernel == "chord" else _unlearning.unlearn_glm_kfac
+        return chord(
             model,
             state,
             params,
