@@ -400,11 +400,8 @@ def unlearn_glm_kfac(
     Raises:
       ValueError: `deleted` is not one-dimensional.
     """
-    deleted = jnp.asarray(deleted)
-    if deleted.ndim != 1:
-        raise ValueError(f"deleted must be [B] positions, got shape {deleted.shape}")
+    deleted, tol, loss_grad = _chord_lanes(model, params, features, deleted, tol)
     dtype = features.dtype
-    tol = _solvers.default_tol(dtype) if tol is None else tol
     scalar = params.ndim == 1
     k = 1 if scalar else params.shape[1]
     n, dim = features.shape
@@ -412,9 +409,6 @@ def unlearn_glm_kfac(
     block = min(count, 16 if block is None else block)
     shape = (dim, k)
     tiny = jnp.finfo(dtype).tiny
-
-    def loss_grad(z, y):  # z [..., K] -> ℓ'(z, y) [..., K]
-        return model.dloss_z(z[..., 0], y)[..., None] if scalar else model.dloss_z(z, y)
 
     def curvature_times(z, dz, y):  # ℓ''(z) dz over [..., K]
         if scalar:
@@ -510,6 +504,22 @@ def unlearn_glm_kfac(
     )
     thetas, _, norms, passes, _, _, cg_total = jax.lax.while_loop(cond, body, state)
     return UnlearnResult(thetas.reshape((count,) + params.shape), norms, passes, cg_total)
+
+
+def _chord_lanes(model: Model, params, features, deleted, tol):
+    """What both chord kernels start from: the [B] deleted positions (checked), the tolerance
+    (default `solvers.default_tol`) and z [..., K] -> ℓ'(z, y) [..., K] for θ [D] or [D, K]."""
+    deleted = jnp.asarray(deleted)
+    if deleted.ndim != 1:
+        raise ValueError(f"deleted must be [B] positions, got shape {deleted.shape}")
+    tol = _solvers.default_tol(features.dtype) if tol is None else tol
+
+    def loss_grad(z, y):
+        if params.ndim == 1:
+            return model.dloss_z(z[..., 0], y)[..., None]
+        return model.dloss_z(z, y)
+
+    return deleted, tol, loss_grad
 
 
 def _block_cg(matvec, precond, rhs, rel_tol, max_steps):
@@ -823,11 +833,8 @@ def unlearn_glm(
     Raises:
       ValueError: `deleted` is not one-dimensional.
     """
-    deleted = jnp.asarray(deleted)
-    if deleted.ndim != 1:
-        raise ValueError(f"deleted must be [B] positions, got shape {deleted.shape}")
+    deleted, tol, loss_grad = _chord_lanes(model, params, features, deleted, tol)
     dtype = features.dtype
-    tol = _solvers.default_tol(dtype) if tol is None else tol
     scalar = params.ndim == 1
     k = 1 if scalar else params.shape[1]
     n, dim = features.shape
@@ -837,9 +844,6 @@ def unlearn_glm(
     theta = params.reshape(dim, k)
     inverse = system.inverse
     basis = jnp.eye(k, dtype=dtype)
-
-    def loss_grad(z, y):  # z [..., K] -> ℓ'(z, y) [..., K]
-        return model.dloss_z(z[..., 0], y)[..., None] if scalar else model.dloss_z(z, y)
 
     def curvature(z, y):  # C = ℓ''(z) [K, K] at one sample
         if scalar:
