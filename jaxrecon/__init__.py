@@ -100,7 +100,9 @@ from jaxrecon.unlearning import glm_system as glm_system
 from jaxrecon.unlearning import hessian_cholesky as hessian_cholesky
 from jaxrecon.unlearning import hessian_kfac as hessian_kfac
 from jaxrecon.unlearning import hessian_nystrom as hessian_nystrom
+from jaxrecon.unlearning import kfac_system as kfac_system
 from jaxrecon.unlearning import ridge_system as ridge_system
 from jaxrecon.unlearning import unlearn_glm as unlearn_glm
+from jaxrecon.unlearning import unlearn_glm_kfac as unlearn_glm_kfac
 from jaxrecon.unlearning import unlearn_retrain as unlearn_retrain
 from jaxrecon.unlearning import unlearn_ridge as unlearn_ridge
