@@ -93,13 +93,8 @@ def test_nystrom_unlearning_vmaps_and_compiles_once(rng):
 
 def test_nystrom_cuts_cg_steps_on_fourier_features(rng):
     """RFF softmax, P = 97 x 4: exact unlearning with fewer Hessian-vector products."""
-    n, k = 150, 4
-    x = rng.uniform(size=(n, 6))
-    y = jnp.asarray(np.argmax(x[:, :k] + 0.3 * rng.normal(size=(n, k)), axis=1))
-    fmap = features.rff_features(jax.random.key(0), 6, 96, 1.0)
-    p = fmap.apply(jnp.asarray(x))
-    model = models.softmax_model(k)
-    theta = solvers.fit_newton(model, p, y, l2=1.0, weights=jnp.ones(n)).params
+    model, p, y, theta = _rff_softmax(rng)
+    n = len(y)
     pre = jax.jit(
         lambda t: unlearning.hessian_nystrom(jax.random.key(1), model, t, p, l2=1.0, rank=30)
     )(theta)
@@ -186,13 +181,8 @@ def test_kfac_is_the_hessian_where_it_should_be(rng, name, k):
 def test_kfac_unlearning_is_exact_and_cuts_cg_steps_on_fourier_features(rng):
     """RFF softmax, P = 97 x 4: θ⁻ equals dense Newton retraining (float64 closed-form solves),
     with fewer Hessian-vector products than unpreconditioned CG; vmap equals the loop."""
-    n, k = 150, 4
-    x = rng.uniform(size=(n, 6))
-    y = jnp.asarray(np.argmax(x[:, :k] + 0.3 * rng.normal(size=(n, k)), axis=1))
-    fmap = features.rff_features(jax.random.key(0), 6, 96, 1.0)
-    p = fmap.apply(jnp.asarray(x))
-    model = models.softmax_model(k)
-    theta = solvers.fit_newton(model, p, y, l2=1.0, weights=jnp.ones(n)).params
+    model, p, y, theta = _rff_softmax(rng)
+    n = len(y)
     pre = _kfac(model, theta, p, l2=1.0)
     deleted = jnp.asarray([3, 100, 149])
     masks = unlearning.deletion_masks(deleted, n)
