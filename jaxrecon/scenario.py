@@ -199,9 +199,10 @@ _KEY_PURPOSES = {
 def subkey(key: jax.Array, purpose: str) -> jax.Array:
     """The subkey of `key` for one purpose: "data" (generated data sets, the CIFAR-10 shuffle),
     "split", "deletions", "features" (the random Fourier draw), "fit" and "unlearn" (the
-    Nyström sketches of large models, which set only the speed), "attack" (shadow models),
-    "release" (noise on released models, objective perturbation), "shards" (SISA) or "public"
-    (the attacker's shifted public data, `shifted_public`)."""
+    Nyström sketches and the Lanczos start of the K-FAC correction of large models, which set
+    only the speed), "attack" (shadow models), "release" (noise on released models, objective
+    perturbation), "shards" (SISA) or "public" (the attacker's shifted public data,
+    `shifted_public`)."""
     _validate.choice("purpose", purpose, _KEY_PURPOSES)
     kind, index = _KEY_PURPOSES[purpose]
     if kind == "split":

@@ -16,7 +16,10 @@ matrix), and `nystrom_preconditioner` builds a shared low-rank preconditioner fr
 Σ_i (p_i p_iᵀ) ⊗ C_i ≈ A ⊗ C with A = Σ_i tr(C_i) p_i p_iᵀ and C = Σ_i C_i / Σ_i tr(C_i) (the
 curvature-weighted input second moment and the mean normalised output curvature), inverted
 exactly through the eigendecompositions of the two factors (memory D² + K²); with it every
-Newton system of a deletion converges in a handful of CG steps.
+Newton system of a deletion converges in a handful of CG steps. Where the factors miss part of
+the curvature (cross-class structure on real data), `deflate_kronecker` adds a spectral
+correction: block Lanczos on the preconditioned operator finds the directions where M errs most
+and maps their eigenvalues to 1 (memory r·P).
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ class KroneckerPreconditioner(NamedTuple):
       out_basis: Q_C [K, K].
       out_eigvals: c [K], >= 0.
       shift: μ (the regulariser l2).
+      correction_basis: W [r, D, K] or None: a spectral correction (`deflate_kronecker`) adds
+        Wᵀ diag(s) W v to M⁻¹v, mapping the r eigenvalues of M^-½ H M^-½ farthest from 1 to 1.
+      correction_scale: s [r] (1/θ_i − 1 for the Ritz values θ_i), or None.
     """
 
     in_basis: jax.Array
@@ -90,6 +96,8 @@ class KroneckerPreconditioner(NamedTuple):
     out_basis: jax.Array
     out_eigvals: jax.Array
     shift: jax.Array
+    correction_basis: jax.Array | None = None
+    correction_scale: jax.Array | None = None
 
 
 # CG in a Newton step stops once its residual (the next gradient, to first order) is this
@@ -431,14 +439,113 @@ def kronecker_preconditioner(
 
 def apply_kronecker(precond: KroneckerPreconditioner, v: jax.Array) -> jax.Array:
     """M⁻¹v for M = A ⊗ C + μI: two products with Q_A and two with Q_C; symmetric positive
-    definite (up to the rounding of a lower-precision Q_A)."""
+    definite (up to the rounding of a lower-precision Q_A). With a spectral correction
+    (`deflate_kronecker`), M⁻¹v + Wᵀ diag(s) W v, still symmetric positive definite."""
+    out = _kronecker_power(precond, v, -1.0)
+    if precond.correction_basis is None:
+        return out
+    basis = precond.correction_basis.reshape(precond.correction_scale.shape[0], -1)
+    flat = v.reshape(-1).astype(basis.dtype)
+    coeff = precond.correction_scale.astype(basis.dtype) * (basis @ flat)
+    return out + (coeff @ basis).astype(v.dtype).reshape(v.shape)
+
+
+def _kronecker_power(precond: KroneckerPreconditioner, v: jax.Array, power: float) -> jax.Array:
+    """(A ⊗ C + μI)^power v through the factors' eigendecompositions (no correction)."""
     q_a, q_c = precond.in_basis, precond.out_basis
     dim, k = q_a.shape[0], q_c.shape[0]
     mat = v.reshape(dim, k)
     rotated = (q_a.T @ mat.astype(q_a.dtype)).astype(v.dtype) @ q_c
     scale = precond.in_eigvals[:, None] * precond.out_eigvals[None, :] + precond.shift
-    back = ((rotated / scale.astype(v.dtype)) @ q_c.T).astype(q_a.dtype)
+    scale = scale.astype(v.dtype) ** power
+    back = ((rotated * scale) @ q_c.T).astype(q_a.dtype)
     return (q_a @ back).astype(v.dtype).reshape(v.shape)
+
+
+def deflate_kronecker(
+    key: jax.Array,
+    precond: KroneckerPreconditioner,
+    matvec: Callable[[jax.Array], jax.Array],
+    like: jax.Array,
+    *,
+    rank: int,
+    block: int = 32,
+    steps: int = 8,
+) -> KroneckerPreconditioner:
+    """Adds a spectral correction to a Kronecker preconditioner M of the operator H.
+
+    Block Lanczos with full reorthogonalisation on S = M^-½ H M^-½ (`block` vectors × `steps`
+    products of H, batched) gives a Krylov basis Q [m, P], m = block·steps, and Rayleigh–Ritz
+    gives Ritz pairs (θ_i, u_i) of S. The `rank` pairs farthest from 1 (largest |log θ_i|: the
+    curvature the Kronecker factors miss or overstate) are mapped to 1:
+
+        M_c⁻¹ = M^-½ (I + U (Θ⁻¹ − I) Uᵀ) M^-½ = M⁻¹ + Wᵀ diag(1/θ − 1) W,   W = U M^-½,
+
+    which is symmetric positive definite for any orthonormal U and θ > 0, so like any
+    preconditioner it sets only the speed of CG, never its answer. CG's iteration count scales
+    with √κ(M_c⁻¹H): removing the tail of the spectrum where K-FAC is worst (real MNIST RFF-4096
+    softmax at θ⁺: κ ≈ 25, 8.5 after mapping the top 64 to 1) cuts it, for `steps`·`block`
+    products of H once, shared by every deletion; each application costs 2·r·P more.
+
+    Args:
+      key: PRNG key for the starting block.
+      precond: the Kronecker preconditioner M (`kronecker_preconditioner`), without correction.
+      matvec: v -> H v on arrays shaped like `like` (the whole operator CG solves, shift
+        included). Its dtype sets the correction's.
+      like: an array of the parameter shape and dtype.
+      rank: r, the number of Ritz pairs corrected (1 <= r <= block·steps <= P).
+      block: Lanczos block size (products per step, batched).
+      steps: Lanczos steps.
+
+    Returns:
+      `precond` with `correction_basis` W [r, *like.shape] and `correction_scale` [r].
+
+    Raises:
+      ValueError: a bad `rank`, `block` or `steps`.
+
+    References:
+      Golub, G. H. & Underwood, R. "The block Lanczos method for computing eigenvalues", 1977;
+      Saad, Y. "Iterative Methods for Sparse Linear Systems", 2nd ed., §9.4 (deflated and
+      spectrally corrected preconditioners).
+    """
+    _validate.integer("block", block, minimum=1)
+    _validate.integer("steps", steps, minimum=1)
+    _validate.integer("rank", rank, minimum=1)
+    size, dtype = like.size, like.dtype
+    dim = block * steps
+    if rank > dim or dim > size:
+        raise ValueError(
+            f"rank must be <= block·steps = {dim} <= the parameter count {size}, got rank={rank!r}"
+        )
+
+    def half(v):  # M^-½ v on a flat vector
+        return _kronecker_power(precond, v.reshape(like.shape), -0.5).reshape(-1)
+
+    def operator(rows):  # S applied to each row of [block, P]
+        return jax.vmap(lambda v: half(matvec(half(v).reshape(like.shape)).reshape(-1)))(rows)
+
+    def orthonormal(rows):
+        return jnp.linalg.qr(rows.T)[0].T
+
+    def step(j, carry):
+        basis, images, rows = carry
+        image = operator(rows)
+        basis = lax.dynamic_update_slice(basis, rows, (j * block, 0))
+        images = lax.dynamic_update_slice(images, image, (j * block, 0))
+        for _ in range(2):  # classical Gram–Schmidt twice against every stored row
+            image = image - (image @ basis.T) @ basis
+        return basis, images, orthonormal(image)
+
+    start = orthonormal(jax.random.normal(key, (block, size), dtype))
+    empty = jnp.zeros((dim, size), dtype)
+    basis, images, _ = lax.fori_loop(0, steps, step, (empty, empty, start))
+    projected = basis @ images.T
+    ritz, vectors = jnp.linalg.eigh((projected + projected.T) / 2)
+    ritz = jnp.maximum(ritz, jnp.finfo(dtype).eps)
+    order = jnp.argsort(-jnp.abs(jnp.log(ritz)))[:rank]
+    ritz_vectors = vectors[:, order].T @ basis  # [r, P], orthonormal
+    corrected = jax.vmap(half)(ritz_vectors).reshape((rank,) + like.shape)
+    return precond._replace(correction_basis=corrected, correction_scale=1 / ritz[order] - 1)
 
 
 def preconditioner_fn(

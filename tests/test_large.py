@@ -308,3 +308,92 @@ def test_chord_kfac_solves_in_float32_and_stays_exact_in_float64(rng):
     assert res[0].params.dtype == jnp.float64
     assert float(jnp.max(res[0].grad_norm)) <= 1e-12
     np.testing.assert_allclose(res[0].params, res[1].params, rtol=1e-9, atol=1e-11)
+
+
+# --- Spectral correction of the Kronecker preconditioner ------------------------------------
+
+
+def _sqrtm_inv(m):
+    w, q = np.linalg.eigh(m)
+    return q @ np.diag(w**-0.5) @ q.T
+
+
+def test_spectral_correction_is_the_dense_formula_and_maps_the_far_ritz_values_to_one(rng):
+    """With a complete Krylov space (block·steps = P) the Ritz pairs are S = M^-½HM^-½'s exact
+    eigenpairs: M_c⁻¹ equals M^-½(I + U(Θ⁻¹ − I)Uᵀ)M^-½ built with NumPy from the r eigenvalues
+    farthest from 1 (|log θ|), and M_c⁻¹H has those eigenvalues at 1, the rest unchanged."""
+    d, k, mu, rank = 7, 4, 0.3, 5
+    a, c = rng.normal(size=(d, d + 3)), rng.normal(size=(k, k))
+    a_fac, c_fac = a @ a.T, c @ c.T + np.eye(k)
+    pre = solvers.kronecker_preconditioner(jnp.asarray(a_fac), jnp.asarray(c_fac), shift=mu)
+    m = np.kron(a_fac, c_fac) + mu * np.eye(d * k)
+    g = rng.normal(size=(d * k, 3 * d * k))
+    h = m + 0.5 * (g @ g.T) / (d * k)  # H = M + a PSD error: S's spectrum spreads above 1
+    like = jnp.zeros((d, k))
+    matvec = lambda v: (jnp.asarray(h) @ v.reshape(-1)).reshape(v.shape)  # noqa: E731
+    fixed = jax.jit(
+        lambda p: solvers.deflate_kronecker(
+            jax.random.key(0), p, matvec, like, rank=rank, block=7, steps=4
+        )
+    )(pre)
+    assert fixed.correction_basis.shape == (rank, d, k)
+    half = _sqrtm_inv(m)
+    theta, u = np.linalg.eigh(half @ h @ half)
+    far = np.argsort(-np.abs(np.log(theta)))[:rank]
+    expected = half @ (np.eye(d * k) + u[:, far] @ np.diag(1 / theta[far] - 1) @ u[:, far].T) @ half
+    got = jax.vmap(lambda e: solvers.apply_kronecker(fixed, e.reshape(d, k)).reshape(-1))(
+        jnp.eye(d * k)
+    )
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-8, atol=1e-10)
+    spectrum = np.sort(np.linalg.eigvals(np.asarray(got) @ h).real)
+    kept = np.delete(theta, far)
+    np.testing.assert_allclose(spectrum, np.sort(np.r_[np.ones(rank), kept]), rtol=1e-8)
+    # Without a correction the same preconditioner is plain M⁻¹.
+    plain = jax.vmap(lambda e: solvers.apply_kronecker(pre, e.reshape(d, k)).reshape(-1))(
+        jnp.eye(d * k)
+    )
+    np.testing.assert_allclose(np.asarray(plain), np.linalg.inv(m), rtol=1e-9, atol=1e-11)
+
+
+def test_spectral_correction_names_bad_sizes():
+    pre = solvers.kronecker_preconditioner(jnp.eye(3), jnp.eye(2), shift=1.0)
+    like = jnp.zeros((3, 2))
+    with pytest.raises(ValueError, match="rank must be <= block·steps = 4"):
+        solvers.deflate_kronecker(
+            jax.random.key(0), pre, lambda v: v, like, rank=5, block=2, steps=2
+        )
+    with pytest.raises(ValueError, match="parameter count 6"):
+        solvers.deflate_kronecker(
+            jax.random.key(0), pre, lambda v: v, like, rank=1, block=4, steps=2
+        )
+    with pytest.raises(ValueError, match="block"):
+        solvers.deflate_kronecker(jax.random.key(0), pre, lambda v: v, like, rank=1, block=0)
+
+
+@pytest.mark.parametrize("basis_dtype", [None, jnp.float32])
+def test_chord_kfac_spectral_correction_cuts_cg_and_keeps_theta(rng, basis_dtype):
+    """`kfac_system(key=...)`: the corrected preconditioner needs fewer CG steps for the same θ⁻
+    (float64 gradient check either way; float32 basis: the correction is float32 too)."""
+    model, p, y, theta = _rff_softmax(rng)
+    deleted = jnp.asarray([0, 3, 77, 100, 149])
+    build = jax.jit(
+        lambda key: unlearning.kfac_system(
+            model, theta, p, y, l2=1.0, basis_dtype=basis_dtype, key=key
+        )
+    )
+    plain = unlearning.kfac_system(model, theta, p, y, l2=1.0, basis_dtype=basis_dtype)
+    fixed = build(jax.random.key(3))
+    assert plain.precond.correction_basis is None
+    assert fixed.precond.correction_basis.shape == (unlearning.CORRECTION_RANK,) + theta.shape
+    assert fixed.precond.correction_basis.dtype == (basis_dtype or jnp.float64)
+    run = jax.jit(
+        lambda s: unlearning.unlearn_glm_kfac(model, s, theta, p, y, deleted, l2=1.0, tol=1e-12)
+    )
+    before, after = run(plain), run(fixed)
+    assert float(jnp.max(after.grad_norm)) <= 1e-12
+    np.testing.assert_allclose(after.params, before.params, rtol=1e-9, atol=1e-11)
+    assert 1.3 * float(jnp.sum(after.cg_steps)) < float(jnp.sum(before.cg_steps))
+    with pytest.raises(ValueError, match="correction_rank"):
+        unlearning.kfac_system(
+            model, theta, p, y, l2=1.0, key=jax.random.key(0), correction_rank=-1
+        )
