@@ -184,3 +184,16 @@ def test_gpu_sh_cpu_fallback_runs(tmp_path):
         result = json.loads((tmp_path / "out" / f"bench_{dtype}.json").read_text())
         assert result["environment"]["dtype"] == dtype
         assert KEYS <= set(result["hrec_softmax"])
+
+
+def test_kfac_correction_names_missing_data_and_bad_ranks(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "bench_kfac_correction", ROOT / "benchmarks" / "kfac_correction.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--data-dir", str(tmp_path)]) == 2
+    assert "--data-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        module.main(["--data-dir", str(tmp_path), "--ranks", "64,-1"])
+    assert err.value.code == 2 and "--ranks must be >= 0" in capsys.readouterr().err
