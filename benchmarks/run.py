@@ -771,8 +771,9 @@ def bench_large_unlearning(kind, config, data, matmul, cache, reference=None) ->
     """The exact softmax `Unlearner` on a paper-scale model ("rff_softmax": 4,097 × 10 = 40,970
     parameters; "cifar_softmax": 3,073 × 10 = 30,730) vs warm-started sklearn refits.
 
-    The library picks the kernel (Newton-CG with the Kronecker-factored preconditioner at these
-    sizes, `newton-cg-kfac`); the batch is `large_chunk` deletions in one call, vmapped.
+    The library picks the kernel (at these sizes `chord-kfac`: chord passes whose solves are CG
+    on Hessian-vector products, preconditioned by the Kronecker factors with their rank-64
+    spectral correction); the batch is `large_chunk` deletions in one call.
     """
     state = _large_state(kind, config, data, cache)
     sc, unlearner, fit, seconds = (
@@ -790,7 +791,8 @@ def bench_large_unlearning(kind, config, data, matmul, cache, reference=None) ->
     ours = timing / chunk
     # FLOPs per deletion (dominant products): every CG step is a Hessian-vector product (logits of
     # the tangent and Pᵀ of the curvature-weighted result: 4nDK) and one preconditioner
-    # application (two [D, D] × [D, K] products: 4D²K); every Newton step a gradient and a
+    # application (two [D, D] × [D, K] products: 4D²K; the spectral correction's 4·64·DK, under
+    # 2 % of that at these sizes, is not counted); every Newton step a gradient and a
     # line-search objective (6nDK), the first gradient at θ⁺ included.
     newton = np.asarray(out.steps, np.float64)
     grad_max = float(jnp.max(out.grad_norm))
