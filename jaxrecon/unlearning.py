@@ -431,7 +431,8 @@ def unlearn_glm_kfac(
     O(‖θ⁻ − θ⁺‖)); usually two passes.
 
     Lanes that still need a pass are gathered into a dense block of `block` deletions per
-    iteration, as in `unlearn_glm`, so a batch costs the sum of its lanes' passes.
+    iteration (the last few into blocks of a quarter of that), as in `unlearn_glm`, so a batch
+    costs the sum of its lanes' passes.
 
     Args:
       model: a GLM with a smooth loss (logistic, softmax).
@@ -513,13 +514,9 @@ def unlearn_glm_kfac(
         )
         return step.astype(dtype) * g_norm[:, None, None], iters
 
-    def cond(state):
-        active, rounds = state[4], state[5]
-        return jnp.any(active) & (rounds < count * max_passes)
-
-    def body(state):
+    def body(state, *, size):
         thetas, grads, norms, passes, active, rounds, cg_total = state
-        (idx,) = jnp.nonzero(active, size=block, fill_value=count)
+        (idx,) = jnp.nonzero(active, size=size, fill_value=count)
         take = jnp.minimum(idx, count - 1)
         p_b, z_b, y_b = p[take], z_j[take], y[take]
         step, iters = solve(grads[take], p_b, z_b, y_b, scale[take])
@@ -528,7 +525,7 @@ def unlearn_glm_kfac(
         keep = (rows[:, None] != deleted[take][None, :]).astype(dtype)  # [n, b]
         r = loss_grad(z, labels[:, None]) * keep[:, :, None]
         g = jnp.einsum("dn,nbk->bdk", system.features_t, r) + l2 * th
-        norm = jnp.linalg.norm(g.reshape(block, -1), axis=1) / scale[take]
+        norm = jnp.linalg.norm(g.reshape(size, -1), axis=1) / scale[take]
         count_b = passes[take] + 1
         again = (norm > tol) & (count_b < max_passes)
         return (
@@ -553,7 +550,9 @@ def unlearn_glm_kfac(
         jnp.zeros((), jnp.int32),
         lanes,
     )
-    thetas, _, norms, passes, _, _, cg_total = jax.lax.while_loop(cond, body, state)
+    thetas, _, norms, passes, _, _, cg_total = _compacted_loop(
+        body, state, active=4, rounds=5, block=block, max_rounds=count * max_passes
+    )
     return UnlearnResult(thetas.reshape((count,) + params.shape), norms, passes, cg_total)
 
 
@@ -571,6 +570,34 @@ def _chord_lanes(model: Model, params, features, deleted, tol):
         return model.dloss_z(z, y)
 
     return deleted, tol, loss_grad
+
+
+def _compacted_loop(body, state, *, active, rounds, block, max_rounds):
+    """Runs `body(state, size=...)` — one pass over a dense block of unconverged lanes — until no
+    lane is active (`state[active]` [B] bool) or after `max_rounds` rounds (`state[rounds]`).
+
+    While at least `block` lanes are active every round is full; the last few run in blocks of
+    `_tail_block(block)` lanes, so that they do not drag a mostly idle block along (B = 100
+    deletions with the softmax pass counts of benchmarks/run.py, block 32: 81% of the lane slots
+    did work; with a tail of 8, 96%). Two compiled loop bodies, one per block size.
+    """
+    tail = _tail_block(block)
+
+    def more(size):
+        def check(state):
+            live = jnp.sum(state[active].astype(jnp.int32))
+            return (live >= size) & (state[rounds] < max_rounds)
+
+        return check
+
+    if tail < block:
+        state = jax.lax.while_loop(more(block), functools.partial(body, size=block), state)
+    return jax.lax.while_loop(more(1), functools.partial(body, size=tail), state)
+
+
+def _tail_block(block: int) -> int:
+    """Lanes per pass of the chord kernels once fewer than `block` deletions are left."""
+    return max(1, -(-block // 4))
 
 
 def _block_cg(matvec, precond, rhs, rel_tol, max_steps):
@@ -859,9 +886,10 @@ def unlearn_glm(
     Convergence is linear with a small rate (the Hessian moves by O(‖θ⁻ − θ⁺‖)).
 
     The lanes that still need a pass are gathered into a dense block of `block` deletions per
-    iteration (`jnp.nonzero` with a static size), so the batch costs the sum of its lanes'
-    passes rather than B times the slowest lane's, and every pass is two matrix products of the
-    [n, D] features with [D, block·K] parameters.
+    iteration (`jnp.nonzero` with a static size; once fewer than `block` are left, blocks of a
+    quarter of that), so the batch costs the sum of its lanes' passes rather than B times the
+    slowest lane's, and every pass is two matrix products of the [n, D] features with
+    [D, block·K] parameters.
 
     Args:
       model: a GLM with a smooth loss (logistic, softmax); `model.curvature` gives C.
@@ -935,13 +963,9 @@ def unlearn_glm(
     thetas = theta[None] + (towards - residual).reshape(count, dim, k)
     rows = jnp.arange(n)
 
-    def cond(state):
-        _, _, _, active, rounds = state
-        return jnp.any(active) & (rounds < count * max_passes)
-
-    def body(state):
+    def body(state, *, size):
         thetas, norms, passes, active, rounds = state
-        (idx,) = jnp.nonzero(active, size=block, fill_value=count)
+        (idx,) = jnp.nonzero(active, size=size, fill_value=count)
         take = jnp.minimum(idx, count - 1)
         th = thetas[take]  # [b, D, K]
         z = jnp.einsum("nd,bdk->nbk", features, th)
@@ -950,7 +974,7 @@ def unlearn_glm(
         g = jnp.einsum("dn,nbk->dbk", system.features_t, r).transpose(1, 0, 2) + l2 * th
         if system.linear is not None:
             g = g + system.linear.reshape(1, dim, k)
-        norm = jnp.linalg.norm(g.reshape(block, -1), axis=1) / scale[take]
+        norm = jnp.linalg.norm(g.reshape(size, -1), axis=1) / scale[take]
         count_b = passes[take] + 1
         step = (norm > tol) & (count_b < max_passes)
         th = jnp.where(step[:, None, None], th - solve(g, p[take], u_t[take], mix[take]), th)
@@ -972,7 +996,9 @@ def unlearn_glm(
         lanes == 0,
         jnp.zeros((), jnp.int32),
     )
-    thetas, norms, passes, _, _ = jax.lax.while_loop(cond, body, state)
+    thetas, norms, passes, _, _ = _compacted_loop(
+        body, state, active=3, rounds=4, block=block, max_rounds=count * max_passes
+    )
     return UnlearnResult(thetas.reshape((count,) + params.shape), norms, passes)
 
 
